@@ -1,0 +1,56 @@
+"""Start (or join) the embedded PostgreSQL server and leave no orphan behind.
+
+pgserver counts the processes using a data directory in a file and stops the
+server when the last of them exits. A process killed with SIGKILL never takes
+itself off that list, which would keep the server alive forever; so before
+joining we drop the pids of processes that no longer exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+_lock = threading.Lock()
+_socket_dirs: dict[Path, str] = {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    pids = json.loads(handles.read_text() or "[]")
+    live = [pid for pid in pids if _alive(pid)]
+    if live != pids:
+        handles.write_text(json.dumps(live))
+
+
+def socket_dir(pgdata: str | Path) -> str:
+    """Return the socket directory of the server for ``pgdata``, starting it if needed."""
+    path = Path(pgdata).expanduser().resolve()
+    with _lock:
+        if path not in _socket_dirs:
+            import pgserver
+            from pgserver.postgres_server import PostgresServer
+
+            path.mkdir(parents=True, exist_ok=True)
+            with PostgresServer._lock:
+                _prune_dead_handles(path)
+            server = pgserver.get_server(path, cleanup_mode="stop")
+            info = server.get_postmaster_info()
+            if info.socket_dir is None:
+                raise AssertionError("unreachable: pgserver listens on a socket on POSIX")
+            _socket_dirs[path] = str(info.socket_dir)
+        return _socket_dirs[path]
