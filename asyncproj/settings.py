@@ -65,6 +65,9 @@ def _database() -> dict:
 
 
 DATABASES = {"default": _database()}
+if os.environ.get("ROTATOR_TEST_DB"):
+    # Lets two test runs share one server without sharing a test database.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ["ROTATOR_TEST_DB"]
 
 LOGGING = {
     "version": 1,

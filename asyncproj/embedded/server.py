@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import warnings
 from pathlib import Path
 
 _lock = threading.Lock()
@@ -42,8 +43,11 @@ def socket_dir(pgdata: str | Path) -> str:
     path = Path(pgdata).expanduser().resolve()
     with _lock:
         if path not in _socket_dirs:
-            import pgserver
-            from pgserver.postgres_server import PostgresServer
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback is fine.
+                warnings.simplefilter("ignore")
+                import pgserver
+                from pgserver.postgres_server import PostgresServer
 
             path.mkdir(parents=True, exist_ok=True)
             with PostgresServer._lock:

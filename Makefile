@@ -1,0 +1,35 @@
+# Quick start: `make demo` (1M tickets on the embedded PostgreSQL, then the
+# rotation) and `make test`. Both create .venv from pyproject.toml first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ROWS ?= 1000000
+WORKERS ?= 8
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+demo: venv
+	$(BIN)/python -W ignore manage.py migrate -v 0
+	$(BIN)/python -W ignore manage.py seed_tickets --count $(ROWS) --if-empty
+	$(BIN)/python -W ignore manage.py regenerate_token_async --workers $(WORKERS)
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: venv
+	$(BIN)/python bench/run.py --rows $(ROWS)
+
+clean:
+	rm -rf $(VENV) .pgdata .data

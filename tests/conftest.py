@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import os
+import sys
+from io import StringIO
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from tickets.models import Ticket
+from tickets.seeding import seed
+
+ROOT = Path(__file__).resolve().parent.parent
+VENDORS = {
+    "asyncproj.embedded": "postgresql",
+    "django.db.backends.postgresql": "postgresql",
+    "django.db.backends.sqlite3": "sqlite",
+}
+
+
+def vendor() -> str:
+    return VENDORS.get(settings.DATABASES["default"]["ENGINE"], "other")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name in ("postgresql", "sqlite"):
+        if item.get_closest_marker(name) and vendor() != name:
+            pytest.skip(f"needs {name}; this run is on {vendor()}")
+
+
+class Tty(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run(*args: str, tty: bool = False, **options: object) -> tuple[str, str]:
+    """call_command with captured (stdout, stderr)."""
+    out, err = StringIO(), (Tty() if tty else StringIO())
+    call_command(*args, stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+def fill(count: int) -> None:
+    seed(count, "default", lambda n: None)
+
+
+def rows() -> dict[int, tuple]:
+    """Every ticket as id -> (token, subject, created_at)."""
+    return {
+        pk: (token, subject, created)
+        for pk, token, subject, created in Ticket.objects.order_by("pk").values_list(
+            "pk", "token", "subject", "created_at"
+        )
+    }
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a manage.py subprocess that talks to the test database."""
+    db = connection.settings_dict
+    if vendor() == "sqlite":
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        params = connection.get_connection_params()
+        host = quote(str(params.get("host") or "localhost"), safe="")
+        port = params.get("port") or 5432
+        user = params.get("user") or "postgres"
+        url = f"postgres://{user}@{host}:{port}/{params['dbname']}"
+    env = dict(os.environ, DATABASE_URL=url, PYTHONUNBUFFERED="1")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, "-W", "ignore", str(ROOT / "manage.py"), *args]
