@@ -67,9 +67,7 @@ def _apply(job: Job, lease: Lease, limit: int) -> tuple[int, bool]:
     tokens = job.generator.tokens(limit)
     with transaction.atomic(using=target.alias):
         connection = connections[target.alias]
-        rows, last = job.builder.rotate(
-            connection, target, lease.start, lease.upper, limit, tokens
-        )
+        rows, last = job.builder.rotate(connection, target, lease.start, lease.upper, limit, tokens)
         done = rows < limit
         cursor = lease.cursor if last is None else target.pk.to_python(last)
         cursor_text = lease.cursor_text if last is None else target.key_to_text(cursor)

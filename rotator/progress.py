@@ -98,8 +98,7 @@ class Progress:
         rate = self.rate()
         eta = format_duration((self.total - self.done) / rate) if rate > 0 else "unknown"
         self.stream.write(
-            f"{self.done:,}/{self.total:,} rows ({pct:.1f}%), {rate:,.0f} rows/s, "
-            f"{eta} remaining"
+            f"{self.done:,}/{self.total:,} rows ({pct:.1f}%), {rate:,.0f} rows/s, {eta} remaining"
         )
         self.stream.flush()
 

@@ -219,8 +219,7 @@ def _execute(
         out.write(
             f"Rotated {rows:,} rows of {target.label} in {format_duration(seconds)} "
             f"({rate:,.0f} rows/s) with {workers} worker{'s' if workers != 1 else ''}; "
-            f"run {run.pk} "
-            + ("finished." if finished else "is not finished.")
+            f"run {run.pk} " + ("finished." if finished else "is not finished.")
         )
         if not finished:
             others = claims.held_elsewhere(target, run.pk)
@@ -293,9 +292,7 @@ def _dry_run(
         ]
     else:
         plan = make_plan(target, shards)
-        out.write(
-            f"Would plan a new run: {plan.total_rows:,} rows, keys up to {plan.high_water}"
-        )
+        out.write(f"Would plan a new run: {plan.total_rows:,} rows, keys up to {plan.high_water}")
         rows = [(s.index, s.lower, s.upper, s.rows, "pending") for s in plan.shards]
     out.write(f"Shards: {len(rows)}")
     for index, lower, upper, count, state in rows:
@@ -304,4 +301,3 @@ def _dry_run(
     out.write("SQL of one batch:")
     for line in builder.describe(connection, target, generator).splitlines():
         out.write(f"  {line}")
-

@@ -68,8 +68,10 @@ def resolve_target(label: str, alias: str) -> Target:
             "(it retries on unique collisions)"
         )
     pk = model._meta.pk
-    if pk is None or len(getattr(pk, "fields", [pk])) != 1 or pk.get_internal_type() == (
-        "CompositePrimaryKey"
+    if (
+        pk is None
+        or len(getattr(pk, "fields", [pk])) != 1
+        or pk.get_internal_type() == ("CompositePrimaryKey")
     ):
         raise RotatorError(f"{model._meta.label} has no single-column primary key to shard on")
     return Target(model=model, field=field, alias=alias)

@@ -55,8 +55,6 @@ def _copy(count: int, alias: str, advance: Callable[[int], None]) -> None:
         with cursor.cursor.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for n in _chunks(count):
                 hexed = packed_uuid4(n).hex()
-                copy.write(
-                    "".join(hexed[32 * i : 32 * i + 32] + suffix for i in range(n))
-                )
+                copy.write("".join(hexed[32 * i : 32 * i + 32] + suffix for i in range(n)))
                 advance(n)
         cursor.execute(f"ANALYZE {qn(meta.db_table)}")

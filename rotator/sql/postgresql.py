@@ -51,7 +51,10 @@ class PostgreSQLBuilder(Builder):
         pk = qn(target.pk.column)
         join = ""
         if kind == "packed":
-            token = "encode(substring(%(tokens)s::bytea FROM (w.rn::int - 1) * 16 + 1 FOR 16), 'hex')::uuid"
+            token = (
+                "encode(substring(%(tokens)s::bytea FROM (w.rn::int - 1) * 16 + 1 FOR 16),"
+                " 'hex')::uuid"
+            )
         elif kind == "values":
             token = "v.token"
             join = (
@@ -77,8 +80,10 @@ class PostgreSQLBuilder(Builder):
         if gen_or_tokens is None:
             return "database"
         if isinstance(gen_or_tokens, Generator):
-            return "database" if gen_or_tokens.server_side else (
-                "packed" if gen_or_tokens.packed else "values"
+            return (
+                "database"
+                if gen_or_tokens.server_side
+                else ("packed" if gen_or_tokens.packed else "values")
             )
         return "packed" if gen_or_tokens.packed is not None else "values"
 

@@ -19,7 +19,11 @@ class SQLiteBuilder(Builder):
 
     def sql(self, connection: BaseDatabaseWrapper, target: Target, lower: bool) -> tuple[str, str]:
         qn = connection.ops.quote_name
-        pk, table, col = qn(target.pk.column), qn(target.model._meta.db_table), qn(target.field.column)
+        pk, table, col = (
+            qn(target.pk.column),
+            qn(target.model._meta.db_table),
+            qn(target.field.column),
+        )
         where = f"{pk} > ? AND {pk} <= ?" if lower else f"{pk} <= ?"
         select = f"SELECT {pk} FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
         update = f"UPDATE {table} SET {col} = ? WHERE {pk} = ?"
@@ -41,7 +45,10 @@ class SQLiteBuilder(Builder):
         if lo is not None:
             bounds.insert(0, self.prep_key(connection, target, lo))
         values = self.prep_values(connection, target, tokens)
-        with connection.wrap_database_errors, contextlib.closing(connection.connection.cursor()) as cur:
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cur,
+        ):
             cur.execute(select, bounds)
             keys = [row[0] for row in cur.fetchall()]
             cur.executemany(update, zip(values, keys, strict=False))

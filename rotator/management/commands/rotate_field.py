@@ -28,35 +28,50 @@ class Command(BaseCommand):
         if self.target is None:
             parser.add_argument("field", help="The field to rotate, as app_label.Model.field.")
         parser.add_argument(
-            "--workers", type=int, default=4, help="Concurrent workers, each on its own "
-            "connection (default 4). May change between resumes."
+            "--workers",
+            type=int,
+            default=4,
+            help="Concurrent workers, each on its own "
+            "connection (default 4). May change between resumes.",
         )
         parser.add_argument(
-            "--batch-size", type=int, default=None, help="Rows per batch transaction "
-            "(default: adaptive, aiming at half a second per batch)."
+            "--batch-size",
+            type=int,
+            default=None,
+            help="Rows per batch transaction "
+            "(default: adaptive, aiming at half a second per batch).",
         )
         parser.add_argument(
-            "--shards", type=int, default=None, help="Shards to plan (default 4 x --workers). "
-            "Fixed once a run is planned."
+            "--shards",
+            type=int,
+            default=None,
+            help="Shards to plan (default 4 x --workers). Fixed once a run is planned.",
         )
         parser.add_argument(
-            "--generator", default=None, help="Dotted path of a callable making one new value, "
-            "or 'database' for gen_random_uuid() on PostgreSQL (default: the field's default)."
+            "--generator",
+            default=None,
+            help="Dotted path of a callable making one new value, "
+            "or 'database' for gen_random_uuid() on PostgreSQL (default: the field's default).",
         )
         parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").'
         )
         parser.add_argument(
-            "--restart", action="store_true", help="Abandon the unfinished run (or rotate a "
-            "finished field again) and plan a new run."
+            "--restart",
+            action="store_true",
+            help="Abandon the unfinished run (or rotate a "
+            "finished field again) and plan a new run.",
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="Print the plan and the SQL of one batch; "
-            "change nothing."
+            "--dry-run",
+            action="store_true",
+            help="Print the plan and the SQL of one batch; change nothing.",
         )
         parser.add_argument(
-            "--progress-interval", type=float, default=5.0, help="Seconds between progress "
-            "lines when the output is not a terminal (default 5)."
+            "--progress-interval",
+            type=float,
+            default=5.0,
+            help="Seconds between progress lines when the output is not a terminal (default 5).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -66,7 +81,9 @@ class Command(BaseCommand):
             connections[alias]
         except ConnectionDoesNotExist:
             known = ", ".join(sorted(connections.settings))
-            raise CommandError(f"unknown database {alias!r}; settings.DATABASES has: {known}")
+            raise CommandError(
+                f"unknown database {alias!r}; settings.DATABASES has: {known}"
+            ) from None
         try:
             target = resolve_target(label, alias)
             self.rotate(target, options)

@@ -15,12 +15,15 @@ class Command(BaseCommand):
     help = "Insert N tickets with random tokens (COPY on PostgreSQL)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--count", type=int, default=1_000_000, help="Rows to add "
-                            "(default 1,000,000).")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS,
-                            help='Database alias (default "default").')
-        parser.add_argument("--if-empty", action="store_true",
-                            help="Do nothing when the table already has rows.")
+        parser.add_argument(
+            "--count", type=int, default=1_000_000, help="Rows to add (default 1,000,000)."
+        )
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").'
+        )
+        parser.add_argument(
+            "--if-empty", action="store_true", help="Do nothing when the table already has rows."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         count, alias = options["count"], options["database"]
@@ -32,8 +35,13 @@ class Command(BaseCommand):
                     self.stdout.write("tickets_ticket already has rows; nothing seeded.")
                 return
             show = options["verbosity"] >= 1 and self.stderr.isatty()
-            with tqdm(total=count, unit=" rows", desc="seeding", disable=not show,
-                      file=TqdmFile(self.stderr)) as bar:
+            with tqdm(
+                total=count,
+                unit=" rows",
+                desc="seeding",
+                disable=not show,
+                file=TqdmFile(self.stderr),
+            ) as bar:
                 seed(count, alias, bar.update)
         except DatabaseError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
