@@ -19,7 +19,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Shard
+from .models import Run, Shard
 from .target import Target
 
 LEASE = timedelta(seconds=60)
@@ -88,6 +88,7 @@ def claim(target: Target, run_id: int, owner: str) -> Lease | None:
             heartbeat_at=shard.heartbeat_at,
         ).update(state=Shard.State.RUNNING, owner=owner, heartbeat_at=timezone.now())
         if won:
+            Run.objects.using(target.alias).filter(pk=run_id).update(heartbeat_at=timezone.now())
             return Lease(
                 shard_id=shard.pk,
                 index=shard.index,

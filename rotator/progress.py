@@ -18,6 +18,15 @@ class Stream(Protocol):
     def flush(self) -> None: ...
 
 
+def _plain(text: str) -> str:
+    return text
+
+
+def write(stream: Stream, text: str, ending: str | None = None) -> None:
+    """Write uncoloured: Django styles a command's stderr as ERROR (red) on terminals."""
+    stream.write(text, style_func=_plain, ending=ending)
+
+
 class TqdmFile:
     """Lets tqdm write through Django's OutputWrapper, which would add newlines."""
 
@@ -25,7 +34,7 @@ class TqdmFile:
         self.stream = stream
 
     def write(self, s: str) -> None:
-        self.stream.write(s, ending="")
+        write(self.stream, s, ending="")
 
     def flush(self) -> None:
         self.stream.flush()
@@ -97,8 +106,9 @@ class Progress:
         pct = 100.0 * self.done / self.total if self.total else 100.0
         rate = self.rate()
         eta = format_duration((self.total - self.done) / rate) if rate > 0 else "unknown"
-        self.stream.write(
-            f"{self.done:,}/{self.total:,} rows ({pct:.1f}%), {rate:,.0f} rows/s, {eta} remaining"
+        write(
+            self.stream,
+            f"{self.done:,}/{self.total:,} rows ({pct:.1f}%), {rate:,.0f} rows/s, {eta} remaining",
         )
         self.stream.flush()
 
@@ -107,10 +117,10 @@ class Progress:
             return
         if self.bar is not None:
             self.bar.clear()
-            self.stream.write(text)
+            write(self.stream, text)
             self.bar.refresh()
         else:
-            self.stream.write(text)
+            write(self.stream, text)
 
     def close(self) -> None:
         if self.bar is not None:

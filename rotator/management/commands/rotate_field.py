@@ -91,6 +91,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=exc.returncode) from exc
         except DatabaseError as exc:
             raise CommandError(f"database {alias!r}: {_first_line(exc)}") from exc
+        except KeyboardInterrupt:
+            # Only reachable before the workers start (they handle SIGINT themselves);
+            # planning is one transaction, so nothing was changed.
+            raise CommandError("Interrupted before any row was rotated", returncode=130) from None
 
     def rotate(self, target: Target, options: dict[str, Any]) -> None:
         name = self.__class__.__module__.rsplit(".", 1)[-1]
