@@ -1,0 +1,223 @@
+"""Bad input: one clear line, a non-zero exit (CommandError), and nothing changed."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+from django.db.models import NOT_PROVIDED
+from django.db.utils import load_backend
+
+from rotator.models import Run
+from tests.conftest import fill, rows, run
+from tests.support import interrupted_run
+from tickets.models import Ticket
+
+# The refusals come before any worker starts: one connection, one test transaction.
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def table():
+    """A few tickets, and a check afterwards that the refused command left them alone."""
+    fill(20)
+    before = rows()
+    yield
+    assert rows() == before
+    assert not Run.objects.exists()
+
+
+def refused(*args: str) -> str:
+    """Run a command that must fail; return its one-line message."""
+    with pytest.raises(CommandError) as failed:
+        run(*args)
+    message = str(failed.value)
+    assert failed.value.returncode != 0
+    assert message and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        (
+            "tickets.Nope.token",
+            "tickets.Nope is not an installed model; expected app_label.Model.field, "
+            "got 'tickets.Nope.token'",
+        ),
+        (
+            "nope.Ticket.token",
+            "nope.Ticket is not an installed model; expected app_label.Model.field, "
+            "got 'nope.Ticket.token'",
+        ),
+        (
+            "tickets.Ticket.nope",
+            "tickets.Ticket has no field 'nope'; expected app_label.Model.field",
+        ),
+        (
+            "tickets.Ticket",
+            "'tickets.Ticket' is not a model field; expected app_label.Model.field",
+        ),
+        (
+            "tickets.Ticket.token.hex",
+            "'tickets.Ticket.token.hex' is not a model field; expected app_label.Model.field",
+        ),
+        (
+            "tickets.Ticket.subject",
+            "'tickets.Ticket.subject' is not unique; rotator only rotates unique secret columns "
+            "(it retries on unique collisions)",
+        ),
+        (
+            "tickets.Ticket.created_at",
+            "'tickets.Ticket.created_at' is not unique; rotator only rotates unique secret "
+            "columns (it retries on unique collisions)",
+        ),
+        (
+            "tickets.Ticket.id",
+            "'tickets.Ticket.id' is the primary key; rotate a secret column, not the key",
+        ),
+        (
+            "rotator.Shard.run",
+            "'rotator.Shard.run' is not a plain column; only concrete fields can rotate",
+        ),
+    ],
+)
+def test_a_field_that_cannot_rotate(table, label, message):
+    assert refused("rotate_field", label) == message
+
+
+@pytest.mark.parametrize(
+    "default", [NOT_PROVIDED, uuid.UUID(int=7)], ids=["no default", "constant default"]
+)
+def test_a_unique_field_without_a_callable_default_needs_a_generator(table, monkeypatch, default):
+    # No model of the project has such a field; give the token one for this test.
+    monkeypatch.setattr(Ticket._meta.get_field("token"), "default", default)
+    assert refused("regenerate_token_async") == (
+        "'tickets.Ticket.token' has no callable default to make new values; "
+        "pass --generator dotted.path.to.callable"
+    )
+
+
+@pytest.mark.parametrize("option", ["--workers", "--batch-size", "--shards"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_counts_must_be_at_least_one(table, option, value):
+    assert refused("regenerate_token_async", option, value) == (
+        f"{option} must be at least 1, got {int(value)!r}"
+    )
+
+
+def test_counts_must_be_integers(table):
+    assert refused("regenerate_token_async", "--workers", "many") == (
+        "Error: argument --workers: invalid int value: 'many'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "tests.nope.make",
+            "--generator 'tests.nope.make' cannot be imported: No module named 'tests.nope'",
+        ),
+        (
+            "uuid.uuid5000",
+            "--generator 'uuid.uuid5000' cannot be imported: "
+            'Module "uuid" does not define a "uuid5000" attribute/class',
+        ),
+        (
+            "uuid4",
+            "--generator 'uuid4' cannot be imported: uuid4 doesn't look like a module path",
+        ),
+        ("rotator.batch.MAX_ATTEMPTS", "--generator 'rotator.batch.MAX_ATTEMPTS' is not callable"),
+    ],
+)
+def test_a_bad_generator_path(table, spec, message):
+    assert refused("regenerate_token_async", "--generator", spec) == message
+
+
+def test_an_unknown_database_alias(table):
+    assert refused("regenerate_token_async", "--database", "nope") == (
+        "unknown database 'nope'; settings.DATABASES has: default"
+    )
+
+
+@pytest.fixture
+def unreachable():
+    """A connection "down" to a PostgreSQL server that is not there (port 1).
+
+    Set on the handler rather than added to settings.DATABASES, which pytest-django
+    guards (it would refuse the alias before the command could try it).
+    """
+    down = connections.configure_settings(
+        {
+            "default": dict(connections.settings["default"]),
+            "down": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": "rotator",
+                "USER": "postgres",
+                "HOST": "127.0.0.1",
+                "PORT": "1",
+                "OPTIONS": {"connect_timeout": 5},
+            },
+        }
+    )["down"]
+    connections["down"] = load_backend(down["ENGINE"]).DatabaseWrapper(down, "down")
+    yield "down"
+    connections["down"].close()
+    del connections["down"]
+
+
+def test_an_unreachable_database(table, unreachable):
+    message = refused("regenerate_token_async", "--database", unreachable)
+    assert re.fullmatch(r"database 'down': .*127\.0\.0\.1.*port 1.*", message), message
+
+
+@pytest.fixture
+def rotator_unmigrated():
+    call_command("migrate", "rotator", "zero", verbosity=0)
+    yield
+    call_command("migrate", "rotator", verbosity=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unapplied_migrations(rotator_unmigrated):
+    fill(20)
+    before = rows()
+    assert refused("regenerate_token_async") == (
+        "database 'default' has unapplied migrations (rotator.0001_initial); "
+        "run: python manage.py migrate --database default"
+    )
+    assert rows() == before
+
+
+@pytest.mark.postgresql
+def test_more_workers_than_the_pool_holds(table):
+    pool = connections["default"].settings_dict["OPTIONS"]["pool"]["max_size"]
+    assert refused("regenerate_token_async", "--workers", str(pool)) == (
+        f"--workers {pool} needs {pool + 1} connections but the pool of database 'default' "
+        f"holds at most {pool}; lower --workers or raise OPTIONS['pool']['max_size']"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="runner.rotate() abandons the active run for --restart before it resolves and "
+    "checks the generator, so a refused --restart still throws the run's progress away",
+)
+def test_a_refused_restart_leaves_the_unfinished_run_resumable():
+    fill(1_000)
+    stopped = interrupted_run(workers=1, batch_size=25, committed=2)
+    before = rows()
+    out = StringIO()
+    with pytest.raises(CommandError, match=r"^--generator 'tests\.nope\.make' cannot be imported"):
+        call_command(
+            "regenerate_token_async", "--restart", "--generator=tests.nope.make", stdout=out
+        )
+    assert rows() == before
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE  # today: abandoned
+    assert out.getvalue() == ""  # today: "Abandoned run N of tickets.Ticket.token; ..."

@@ -1,0 +1,174 @@
+"""New values that collide with existing ones: the batch rolls back and is retried, boundedly.
+
+The generators below are passed to the command as
+``--generator tests.test_collisions.<name>``; ``COLLIDE`` says which
+existing token they repeat and for how many calls.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+
+import pytest
+from django.core.management import CommandError
+
+from rotator.batch import MAX_ATTEMPTS
+from rotator.models import Run, Shard
+from tests.conftest import fill, run
+from tests.support import tokens
+from tickets.models import Ticket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+_lock = threading.Lock()
+COLLIDE = {"token": None, "first": 0, "after": 0, "calls": 0}
+
+
+def colliding() -> uuid.UUID:
+    """The existing token for calls ``after+1 .. after+first``, a fresh uuid4 otherwise."""
+    with _lock:
+        COLLIDE["calls"] += 1
+        n = COLLIDE["calls"]
+    if COLLIDE["after"] < n <= COLLIDE["after"] + COLLIDE["first"]:
+        return COLLIDE["token"]
+    return uuid.uuid4()
+
+
+@pytest.fixture
+def collide():
+    """Configure ``colliding``: repeat the token of the last ticket."""
+
+    def configure(*, first: int, after: int = 0) -> uuid.UUID:
+        last = Ticket.objects.order_by("-pk").values_list("token", flat=True).first()
+        COLLIDE.update(token=last, first=first, after=after, calls=0)
+        return last
+
+    yield configure
+    COLLIDE.update(token=None, first=0, after=0, calls=0)
+
+
+GENERATOR = "tests.test_collisions.colliding"
+
+
+def test_a_batch_that_collides_is_retried_and_the_run_completes(collide):
+    fill(40)
+    before = tokens()
+    collide(first=3)
+    # One row a batch: each of the first three attempts collides and rolls back.
+    out, err = run(
+        "regenerate_token_async",
+        "--workers=1",
+        "--shards=1",
+        "--batch-size=1",
+        f"--generator={GENERATOR}",
+    )
+    after = tokens()
+    assert all(after[pk] != before[pk] for pk in before)
+    assert len(set(after.values())) == len(after)
+    # 40 one-row batches, one that finds the end of the shard, and three retries.
+    assert COLLIDE["calls"] == 40 + 1 + 3
+    assert re.search(r"^Rotated 40 rows of tickets\.Ticket\.token .*finished\.$", out, re.M)
+    assert Run.objects.get().options["generator"] == GENERATOR
+
+
+def test_collisions_inside_a_larger_batch_retry_the_whole_batch(collide):
+    fill(200)
+    before = tokens()
+    collide(first=5)
+    run(
+        "regenerate_token_async",
+        "--workers=1",
+        "--shards=1",
+        "--batch-size=60",
+        f"--generator={GENERATOR}",
+    )
+    after = tokens()
+    assert all(after[pk] != before[pk] for pk in before)
+    assert len(set(after.values())) == len(after)
+    assert COLLIDE["calls"] == 4 * 60 + 60  # 60, 60, 60, 20 rows; the first batch twice
+    assert Run.objects.get().state == Run.State.FINISHED
+
+
+def test_a_generator_that_always_collides_fails_after_bounded_attempts(collide):
+    fill(100)
+    before = tokens()
+    collide(first=10**9)
+    with pytest.raises(CommandError) as failed:
+        run(
+            "regenerate_token_async",
+            "--workers=1",
+            "--shards=1",
+            "--batch-size=10",
+            "--verbosity=3",
+            f"--generator={GENERATOR}",
+        )
+    message = str(failed.value)
+    assert message == (
+        f"new values for tickets.Ticket.token collided with existing ones {MAX_ATTEMPTS} times "
+        f"in a row (shard 0); check that generator {GENERATOR!r} makes unique values, then run "
+        "the command again to resume"
+    )
+    assert "\n" not in message
+    assert failed.value.returncode != 0
+    assert COLLIDE["calls"] == MAX_ATTEMPTS * 10
+    assert tokens() == before
+    shard = Shard.objects.get()
+    assert (shard.rows_done, shard.cursor, shard.state) == (0, None, Shard.State.PENDING)
+    assert Run.objects.get().state == Run.State.ACTIVE  # resumable with a better generator
+
+
+def test_only_the_failing_batch_is_rolled_back(collide):
+    fill(100)
+    before = tokens()
+    first_ids = sorted(before)[:20]
+    # Two good batches of ten, then nothing but collisions.
+    collide(first=10**9, after=20)
+    with pytest.raises(CommandError, match="collided with existing ones"):
+        run(
+            "regenerate_token_async",
+            "--workers=1",
+            "--shards=1",
+            "--batch-size=10",
+            f"--generator={GENERATOR}",
+        )
+    after = tokens()
+    assert sorted(pk for pk in before if after[pk] != before[pk]) == first_ids
+    shard = Shard.objects.get()
+    assert (shard.rows_done, shard.cursor) == (20, str(first_ids[-1]))
+
+    # Resuming without --generator keeps the run's generator; now that it is
+    # sound again, the run carries on from the checkpoint.
+    COLLIDE.update(first=0, calls=0)
+    out, _ = run("regenerate_token_async", "--workers", "1")
+    assert "Resuming run" in out and "20/100 rows already rotated" in out
+    assert COLLIDE["calls"] >= 80
+    final = tokens()
+    assert {pk: final[pk] for pk in first_ids} == {pk: after[pk] for pk in first_ids}
+    assert all(final[pk] != before[pk] for pk in before)
+    assert len(set(final.values())) == len(final)
+
+
+@pytest.mark.postgresql
+def test_database_generator_uses_gen_random_uuid():
+    fill(2_000)
+    before = tokens()
+    out, _ = run("regenerate_token_async", "--workers", "4", "--generator", "database")
+    after = tokens()
+    assert all(after[pk] != before[pk] for pk in before)
+    assert len(set(after.values())) == len(after)
+    assert all(token.version == 4 for token in after.values())
+    assert Run.objects.get().options["generator"] == "database"
+    assert "Rotated 2,000 rows" in out
+
+
+@pytest.mark.sqlite
+def test_database_generator_is_refused_on_sqlite():
+    fill(10)
+    before = tokens()
+    with pytest.raises(CommandError) as refused:
+        run("regenerate_token_async", "--generator", "database")
+    assert str(refused.value) == "--generator database is not available on sqlite"
+    assert tokens() == before
+    assert not Run.objects.exists()
