@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .models import Run, Shard
+from .processes import pid_alive
 from .target import Target
 
 LEASE = timedelta(seconds=60)
@@ -52,16 +53,6 @@ def owner_name(session: str, worker: int) -> str:
     return f"{HOST}:{os.getpid()}:{session}:w{worker}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def owner_gone(shard: Shard, now: Any) -> bool:
     if not shard.owner:
         return True
@@ -69,7 +60,7 @@ def owner_gone(shard: Shard, now: Any) -> bool:
     if host == HOST and pid.isdigit():
         if int(pid) == os.getpid():
             return session not in LIVE_SESSIONS
-        if not _pid_alive(int(pid)):
+        if not pid_alive(int(pid)):
             return True
     return shard.heartbeat_at is None or now - shard.heartbeat_at > LEASE
 

@@ -62,7 +62,8 @@ class Progress:
         self.stream = stream
         self.total = total
         self.initial = min(initial, total)
-        self.done = self.initial
+        self.done = self.initial  # shown: clamped to the planned total
+        self.rotated = 0  # this session's rows, unclamped (rows inserted in range count)
         self.verbosity = verbosity
         self.interval = interval
         self.started = time.monotonic()
@@ -82,18 +83,15 @@ class Progress:
             )
 
     @property
-    def session_rows(self) -> int:
-        return self.done - self.initial
-
-    @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def rate(self) -> float:
         elapsed = self.elapsed
-        return self.session_rows / elapsed if elapsed > 0 else 0.0
+        return self.rotated / elapsed if elapsed > 0 else 0.0
 
     def advance(self, rows: int) -> None:
+        self.rotated += rows
         rows = max(0, min(rows, self.total - self.done))  # never past 100%
         self.done += rows
         if self.bar is not None:
@@ -121,6 +119,12 @@ class Progress:
             self.bar.refresh()
         else:
             write(self.stream, text)
+
+    def complete(self) -> None:
+        """The run finished: show 100% even if rows were deleted since planning."""
+        if self.bar is not None and self.done < self.total:
+            self.bar.update(self.total - self.done)
+        self.done = self.total
 
     def close(self) -> None:
         if self.bar is not None:

@@ -112,12 +112,8 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
     connection = connections[target.alias]
     builder = builder_for(connection)
 
-    run = runs.active_run(target)
-    if run is not None and options.restart:
-        if not options.dry_run:
-            runs.abandon(run)
-            out.write(f"Abandoned run {run.pk} of {target.label}; planning a new one.")
-        run = None
+    unfinished = runs.active_run(target)
+    run = None if options.restart else unfinished
     if run is None and not options.restart:
         finished = runs.last_finished_run(target)
         if finished is not None:
@@ -129,6 +125,11 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
     reason = builder.supports(target, generator)
     if reason:
         raise RotatorError(reason)
+    # Only now, with every check passed, may --restart throw the old run away.
+    if unfinished is not None and options.restart and not options.dry_run:
+        runs.abandon(unfinished)
+        if options.verbosity >= 1:
+            out.write(f"Abandoned run {unfinished.pk} of {target.label}; planning a new one.")
 
     shards = options.shards or options.workers * 4
     if options.dry_run:
@@ -197,12 +198,15 @@ def _execute(
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_main(session, workers, signals))
+        interrupted = bool(signals)
+        finished = not interrupted and not session.errors and runs.finish_if_complete(run)
+        if finished:
+            progress.complete()  # rows deleted since planning would leave it short
     finally:
         progress.close()
 
     seconds = progress.elapsed
-    rows = progress.session_rows
-    interrupted = bool(signals)
+    rows = progress.rotated
     if session.errors and not interrupted:
         raise _as_rotator_error(session.errors[0], target)
     if interrupted:
@@ -213,7 +217,6 @@ def _execute(
             f"rotated; run {options.resume_hint} again to resume run {run.pk}",
             returncode=128 + signals[0],
         )
-    finished = runs.finish_if_complete(run)
     if options.verbosity >= 1:
         rate = rows / seconds if seconds > 0 else 0.0
         out.write(

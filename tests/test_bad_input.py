@@ -204,11 +204,6 @@ def test_more_workers_than_the_pool_holds(table):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.rotate() abandons the active run for --restart before it resolves and "
-    "checks the generator, so a refused --restart still throws the run's progress away",
-)
 def test_a_refused_restart_leaves_the_unfinished_run_resumable():
     fill(1_000)
     stopped = interrupted_run(workers=1, batch_size=25, committed=2)

@@ -80,11 +80,6 @@ def test_a_resumed_run_starts_its_bar_at_the_rows_already_done():
     assert summary["rows"] == "950" and summary["run"] == str(stopped.pk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Progress counts toward the planned total: rows deleted after planning leave "
-    "the bar of a finished run short of 100%",
-)
 def test_the_bar_of_a_finished_run_ends_at_100_percent_after_deletes():
     fill(1_000)
     interrupted_run(workers=1, batch_size=25, committed=2)
@@ -95,11 +90,6 @@ def test_the_bar_of_a_finished_run_ends_at_100_percent_after_deletes():
     assert frames(err)[-1]["pct"] == "100"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the summary's row count is Progress.session_rows, which is clamped to the "
-    "planned total: rows inserted inside the planned key range are rotated but not counted",
-)
 def test_the_summary_counts_rows_inserted_inside_the_planned_range():
     add_tickets(*range(1, 1_001, 2))  # odd keys: 500 rows up to 999
     interrupted_run(workers=1, batch_size=25, committed=2)
@@ -159,10 +149,6 @@ def test_verbosity_0_prints_nothing_when_resuming():
     assert (out, err) == ("", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.rotate() writes 'Abandoned run N ...' to stdout whatever the verbosity",
-)
 def test_verbosity_0_prints_nothing_when_restarting():
     fill(500)
     interrupted_run(workers=2, batch_size=25, committed=2)

@@ -9,23 +9,14 @@ joining we drop the pids of processes that no longer exist.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from pathlib import Path
 
+from rotator.processes import pid_alive
+
 _lock = threading.Lock()
 _socket_dirs: dict[Path, str] = {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _prune_dead_handles(pgdata: Path) -> None:
@@ -33,7 +24,7 @@ def _prune_dead_handles(pgdata: Path) -> None:
     if not handles.exists():
         return
     pids = json.loads(handles.read_text() or "[]")
-    live = [pid for pid in pids if _alive(pid)]
+    live = [pid for pid in pids if pid_alive(pid)]
     if live != pids:
         handles.write_text(json.dumps(live))
 
