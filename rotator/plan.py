@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Max
-
 from .target import Target
 
 
@@ -33,7 +31,8 @@ class Plan:
 
 def make_plan(target: Target, shards: int) -> Plan:
     qs = target.queryset()
-    high_water = qs.aggregate(m=Max("pk"))["m"]
+    # Not Max("pk"): PostgreSQL has no max() for uuid; this is one backward index step.
+    high_water = qs.order_by("-pk").values_list("pk", flat=True).first()
     if high_water is None:
         return Plan(None, 0, [])
     total = qs.filter(pk__lte=high_water).count()

@@ -29,13 +29,16 @@ WITH win AS (
         ORDER BY {pk}
         LIMIT %(limit)s
     ) AS w{join}
+), last AS (
+    -- not max(k): PostgreSQL has no max() for uuid keys
+    SELECT k FROM win ORDER BY k DESC LIMIT 1
 ), upd AS (
     UPDATE {table} AS t SET {col} = win.token
     FROM win
-    WHERE t.{pk} = win.k AND {t_lower}t.{pk} <= (SELECT max(k) FROM win)
+    WHERE t.{pk} = win.k AND {t_lower}t.{pk} <= (SELECT k FROM last)
     RETURNING t.{pk} AS k
 )
-SELECT count(*), max(k) FROM upd"""
+SELECT (SELECT count(*) FROM upd), (SELECT k FROM last)"""
 
 
 class PostgreSQLBuilder(Builder):
