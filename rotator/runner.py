@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, connections
-from django.db.migrations.executor import MigrationExecutor
 
 from . import claims, runs
 from .batch import Job
+from .checks import check_database, check_options
+from .dryrun import print_dry_run
 from .engine import Session, work
 from .errors import Interrupted, RotatorError
 from .generators import Generator, resolve_generator
 from .models import Run
 from .plan import make_plan
 from .progress import Progress, Stream, format_duration
-from .sizing import BatchSizer
 from .sql import builder_for
 from .target import Target
 
@@ -61,49 +61,10 @@ class Report:
     finished: bool
 
 
-def check_options(options: Options) -> None:
-    if options.workers < 1:
-        raise RotatorError(f"--workers must be at least 1, got {options.workers!r}")
-    if options.batch_size is not None and options.batch_size < 1:
-        raise RotatorError(f"--batch-size must be at least 1, got {options.batch_size!r}")
-    if options.shards is not None and options.shards < 1:
-        raise RotatorError(f"--shards must be at least 1, got {options.shards!r}")
-
-
-def check_database(alias: str, workers: int) -> None:
-    connection = connections[alias]
-    executor = MigrationExecutor(connection)
-    pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    if pending:
-        names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in pending[:3])
-        more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
-        raise RotatorError(
-            f"database {alias!r} has unapplied migrations ({names}{more}); "
-            f"run: python manage.py migrate --database {alias}"
-        )
-    pool = connection.settings_dict.get("OPTIONS", {}).get("pool")
-    if pool:
-        size = pool.get("max_size") or pool.get("min_size", 4) if isinstance(pool, dict) else 4
-        if workers + 1 > size:
-            raise RotatorError(
-                f"--workers {workers} needs {workers + 1} connections but the pool of database "
-                f"{alias!r} holds at most {size}; lower --workers or raise "
-                "OPTIONS['pool']['max_size']"
-            )
-
-
 def _generator_spec(options: Options, run: Run | None) -> str | None:
     if options.generator is not None or run is None:
         return options.generator
     return run.options.get("generator")
-
-
-def _describe_generator(gen: Generator) -> str:
-    if gen.server_side:
-        return "database (gen_random_uuid() on the server)"
-    if gen.packed:
-        return f"{gen.name} (uuid4 from os.urandom, generated in bulk)"
-    return gen.name
 
 
 def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report:
@@ -133,7 +94,7 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
 
     shards = options.shards or options.workers * 4
     if options.dry_run:
-        _dry_run(target, options, run, shards, generator, builder, out)
+        print_dry_run(target, options, run, shards, generator, builder, out)
         return Report(run.pk if run else None, 0, 0.0, False)
 
     if run is None:
@@ -267,40 +228,3 @@ def _as_rotator_error(exc: BaseException, target: Target) -> BaseException:
             "no batch was half-applied, run the command again to resume"
         )
     return exc
-
-
-def _dry_run(
-    target: Target,
-    options: Options,
-    run: Run | None,
-    shards: int,
-    generator: Generator,
-    builder: Any,
-    out: Stream,
-) -> None:
-    connection = connections[target.alias]
-    out.write("Dry run: nothing will be changed.")
-    out.write(f"Target: {target.label} on database {target.alias!r} ({connection.vendor})")
-    out.write(f"Generator: {_describe_generator(generator)}")
-    out.write(f"Batch size: {BatchSizer(fixed=options.batch_size).describe()}")
-    out.write(f"Workers: {options.workers}")
-    if run is not None:
-        out.write(
-            f"Would resume run {run.pk} (planned {run.created_at:%Y-%m-%d %H:%M %Z}): "
-            f"{run.rows_done():,}/{run.total_rows:,} rows done, keys up to {run.high_water}"
-        )
-        rows = [
-            (s.index, s.lower, s.upper, s.rows_planned, f"{s.state}, {s.rows_done:,} done")
-            for s in run.shards.all()
-        ]
-    else:
-        plan = make_plan(target, shards)
-        out.write(f"Would plan a new run: {plan.total_rows:,} rows, keys up to {plan.high_water}")
-        rows = [(s.index, s.lower, s.upper, s.rows, "pending") for s in plan.shards]
-    out.write(f"Shards: {len(rows)}")
-    for index, lower, upper, count, state in rows:
-        start = "start" if lower is None else lower
-        out.write(f"  shard {index}: keys ({start}, {upper}], {count:,} rows, {state}")
-    out.write("SQL of one batch:")
-    for line in builder.describe(connection, target, generator).splitlines():
-        out.write(f"  {line}")
