@@ -43,7 +43,6 @@ class Session:
     connections: dict[int, BaseDatabaseWrapper] = field(default_factory=dict)
     connection_ids: dict[int, str] = field(default_factory=dict)
     errors: list[BaseException] = field(default_factory=list)
-    shards_done: int = 0
 
     def abort(self) -> None:
         """Cancel in-flight statements now; their transactions roll back."""
@@ -88,8 +87,13 @@ async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> Non
             return
         progress.advance(result.rows)
         sizer.record(result.rows, result.seconds)
+        if result.collisions:
+            progress.message(
+                f"worker {worker}: shard {lease.index}: new values collided with existing ones; "
+                f"batch retried {result.collisions} time(s)",
+                level=2,
+            )
         if result.done:
-            session.shards_done += 1
             progress.message(
                 f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows", level=2
             )

@@ -172,3 +172,22 @@ def test_database_generator_is_refused_on_sqlite():
     assert str(refused.value) == "--generator database is not available on sqlite"
     assert tokens() == before
     assert not Run.objects.exists()
+
+
+def test_retries_are_reported_at_verbosity_2_without_the_token(collide):
+    fill(40)
+    # Calls 1-10 make the first attempt's batch, 11-12 spoil the second: two retries.
+    token = collide(first=12)
+    out, err = run(
+        "regenerate_token_async",
+        "--workers=1",
+        "--shards=1",
+        "--batch-size=10",
+        f"--generator={GENERATOR}",
+        "--verbosity=2",
+    )
+    assert (
+        "worker 0: shard 0: new values collided with existing ones; batch retried 2 time(s)"
+        in err.splitlines()
+    )
+    assert str(token) not in out + err and token.hex not in out + err
