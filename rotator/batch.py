@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connections, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from .claims import Lease
 from .errors import RotatorError, ShardLost
@@ -71,10 +71,10 @@ def _apply(job: Job, lease: Lease, limit: int) -> tuple[int, bool]:
         done = rows < limit
         cursor = lease.cursor if last is None else target.pk.to_python(last)
         cursor_text = lease.cursor_text if last is None else target.key_to_text(cursor)
-        now = timezone.now()
+        now = Now()
         moved = (
             Shard.objects.using(target.alias)
-            .filter(pk=lease.shard_id, owner=lease.owner, cursor=lease.cursor_text)
+            .filter(lease.mine(), cursor=lease.cursor_text)
             .update(
                 cursor=cursor_text,
                 rows_done=F("rows_done") + rows,

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
 from .errors import RotatorError
-
-if TYPE_CHECKING:
-    from .runner import Options
+from .options import Options
 
 
 def check_options(options: Options) -> None:

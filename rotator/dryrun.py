@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connections
 
 from .generators import Generator
 from .models import Run
+from .options import Options
 from .plan import make_plan
 from .progress import Stream
 from .sizing import BatchSizer
 from .target import Target
-
-if TYPE_CHECKING:
-    from .runner import Options
 
 
 def _describe_generator(gen: Generator) -> str:

@@ -39,7 +39,7 @@ class Session:
     progress: Progress
     batch_size: int | None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    name: str = field(default_factory=lambda: uuid.uuid4().hex)
     connections: dict[int, BaseDatabaseWrapper] = field(default_factory=dict)
     connection_ids: dict[int, str] = field(default_factory=dict)
     errors: list[BaseException] = field(default_factory=list)
@@ -65,7 +65,12 @@ def _open(session: Session, worker: int) -> None:
 
 def _close(session: Session, worker: int) -> None:
     session.connections.pop(worker, None)
-    connections[session.job.target.alias].close()
+    connection = connections[session.job.target.alias]
+    # A pooled connection must not carry this worker's shard locks to its next user.
+    with contextlib.suppress(Exception):
+        if connection.connection is not None:
+            session.job.builder.disown_all(connection)
+    connection.close()
 
 
 async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> None:
@@ -78,7 +83,7 @@ async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> Non
     )
     while True:
         if session.stop.is_set():
-            await _in_thread(claims.release, job.target, lease)
+            await _in_thread(claims.release, job.target, job.builder, lease)
             return
         try:
             result = await _in_thread(run_batch, job, lease, sizer.size)
@@ -94,6 +99,7 @@ async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> Non
                 level=2,
             )
         if result.done:
+            await _in_thread(job.builder.disown, session.connections[worker], lease.shard_id)
             progress.message(
                 f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows", level=2
             )
@@ -101,19 +107,22 @@ async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> Non
 
 
 async def _worker(session: Session, worker: int) -> None:
-    owner = claims.owner_name(session.name, worker)
+    job = session.job
+    owner = claims.Owner(worker=worker, session=session.name)
     async with ThreadSensitiveContext():
         try:
             await _in_thread(_open, session, worker)
             while not session.stop.is_set():
-                lease = await _in_thread(claims.claim, session.job.target, session.run_id, owner)
+                lease = await _in_thread(
+                    claims.claim, job.target, job.builder, session.run_id, owner
+                )
                 if lease is None:
                     return
                 try:
                     await _work_shard(session, worker, lease)
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        await _in_thread(claims.release, session.job.target, lease)
+                        await _in_thread(claims.release, job.target, job.builder, lease)
                     raise
         except Exception as exc:
             session.errors.append(exc)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from .engine import Session, work
 from .errors import Interrupted, RotatorError
 from .generators import Generator, resolve_generator
 from .models import Run
+from .options import Options
 from .plan import make_plan
 from .progress import Progress, Stream, format_duration
 from .sql import builder_for
@@ -35,22 +35,6 @@ try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is optional (no Windows wheels)
     uvloop = None
-
-
-@dataclass(frozen=True)
-class Options:
-    workers: int = 4
-    batch_size: int | None = None
-    shards: int | None = None
-    generator: str | None = None
-    restart: bool = False
-    dry_run: bool = False
-    verbosity: int = 1
-    tty: bool = False
-    progress_interval: float = 5.0
-    resume_hint: str = "the same command"
-    #: Called inside every batch transaction, after the UPDATE (a test seam).
-    batch_hook: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,7 +170,7 @@ def _execute(
             f"run {run.pk} " + ("finished." if finished else "is not finished.")
         )
         if not finished:
-            others = claims.held_elsewhere(target, run.pk)
+            others = claims.held_elsewhere(target, builder, run.pk)
             where = f" by {', '.join(others)}" if others else ""
             out.write(f"Its remaining shards are being rotated{where}.")
     return Report(run.pk, rows, seconds, finished)

@@ -8,17 +8,21 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .errors import RotatorError
-from .models import Run, Shard
+from .models import UNFINISHED, Run, Shard
 from .plan import Plan
 from .target import Target
 
 
 def runs_for(target: Target) -> Any:
-    return Run.objects.using(target.alias).filter(model=target.model_label, field=target.field.name)
+    """Runs of the target's table and column, whichever model (proxy or not) names them."""
+    return Run.objects.using(target.alias).filter(
+        table=target.model._meta.db_table, column=target.field.column
+    )
 
 
 def active_run(target: Target) -> Run | None:
-    return runs_for(target).filter(state=Run.State.ACTIVE).first()
+    """The unfinished (active or paused) run of the target, if any."""
+    return runs_for(target).filter(state__in=UNFINISHED).first()
 
 
 def last_finished_run(target: Target) -> Run | None:
@@ -26,7 +30,7 @@ def last_finished_run(target: Target) -> Run | None:
 
 
 def abandon(run: Run) -> None:
-    Run.objects.using(run._state.db).filter(pk=run.pk, state=Run.State.ACTIVE).update(
+    Run.objects.using(run._state.db).filter(pk=run.pk, state__in=UNFINISHED).update(
         state=Run.State.ABANDONED, finished_at=timezone.now()
     )
 
@@ -38,6 +42,8 @@ def create_run(target: Target, plan: Plan, options: dict[str, Any]) -> tuple[Run
             run = Run.objects.using(target.alias).create(
                 model=target.model_label,
                 field=target.field.name,
+                table=target.model._meta.db_table,
+                column=target.field.column,
                 database=target.alias,
                 options=options,
                 high_water=None if plan.high_water is None else target.key_to_text(plan.high_water),

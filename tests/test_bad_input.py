@@ -188,7 +188,8 @@ def test_unapplied_migrations(rotator_unmigrated):
     fill(20)
     before = rows()
     assert refused("regenerate_token_async") == (
-        "database 'default' has unapplied migrations (rotator.0001_initial); "
+        "database 'default' has unapplied migrations "
+        "(rotator.0001_initial, rotator.0002_live_table); "
         "run: python manage.py migrate --database default"
     )
     assert rows() == before

@@ -40,6 +40,26 @@ class Builder:
     def interrupt(self, connection: BaseDatabaseWrapper) -> None:
         """Cancel the statement running on ``connection`` (called from another thread)."""
 
+    # Liveness of shard owners (see claims.py). Without locks: heartbeats.
+
+    def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
+        """Take the lock that says "shard_id is worked by this session"; False if held."""
+        return True
+
+    def disown(self, connection: BaseDatabaseWrapper, shard_id: int) -> None:
+        """Give the lock back (the shard is done or handed back)."""
+
+    def disown_all(self, connection: BaseDatabaseWrapper) -> None:
+        """Give back every lock of this session (before a pooled connection is reused)."""
+
+    def owner_alive(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool | None:
+        """Whether some session holds shard_id's lock; None where there are no such locks."""
+        return None
+
+    def backend_id(self, connection: BaseDatabaseWrapper) -> int | None:
+        """The database's id of this session (shown to operators), if it has one."""
+        return None
+
     def is_unique_violation(self, exc: BaseException) -> bool:
         return "unique" in str(exc).lower() or "duplicate" in str(exc).lower()
 

@@ -41,6 +41,10 @@ WITH win AS (
 SELECT (SELECT count(*) FROM upd), (SELECT k FROM last)"""
 
 
+#: The first key of the rotator's advisory locks ("rot"); the second is the shard id.
+ADVISORY_CLASS = 0x726F74
+
+
 class PostgreSQLBuilder(Builder):
     vendor = "postgresql"
 
@@ -119,6 +123,39 @@ class PostgreSQLBuilder(Builder):
 
     def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
         return self.sql(connection, target, self._kind(gen), lower=True)
+
+    # Liveness: a session advisory lock per shard, (class, shard id), held on the
+    # worker's connection; it is released with the session, whatever kills it.
+
+    def _advisory(self, connection: BaseDatabaseWrapper, sql: str, shard_id: int) -> Any:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute(sql, (ADVISORY_CLASS, shard_id))
+            return cur.fetchone()[0]
+
+    def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
+        return bool(
+            self._advisory(connection, "SELECT pg_try_advisory_lock(%s::int4, %s::int4)", shard_id)
+        )
+
+    def disown(self, connection: BaseDatabaseWrapper, shard_id: int) -> None:
+        self._advisory(connection, "SELECT pg_advisory_unlock(%s::int4, %s::int4)", shard_id)
+
+    def disown_all(self, connection: BaseDatabaseWrapper) -> None:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute("SELECT pg_advisory_unlock_all()")
+
+    def owner_alive(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool | None:
+        return bool(
+            self._advisory(
+                connection,
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = %s::int4::oid AND objid = %s::int4::oid AND objsubid = 2)",
+                shard_id,
+            )
+        )
+
+    def backend_id(self, connection: BaseDatabaseWrapper) -> int | None:
+        return connection.connection.info.backend_pid
 
     def connection_id(self, connection: BaseDatabaseWrapper) -> str:
         return f"postgresql:pid={connection.connection.info.backend_pid}"
