@@ -105,3 +105,28 @@ class Shard(models.Model):
         if not self.owner_session:
             return ""
         return f"{self.owner_host} pid {self.owner_pid} worker {self.owner_worker}"
+
+
+class Fingerprint(models.Model):
+    """A truncated sha256 of one row's value when its run was planned: never the value.
+
+    ``--verify`` compares the table against these. They are written once per run
+    in one statement and read whole (hash joins), so nothing is indexed but the
+    id, and the run is not a database-level foreign key (its per-row check tripled
+    the cost of planning); Django still deletes them with their run.
+    """
+
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.CASCADE,
+        related_name="fingerprints",
+        db_index=False,
+        db_constraint=False,
+    )
+    key = models.CharField(max_length=255, help_text="Primary key, as text.")
+    digest = models.BinaryField(
+        max_length=8, null=True, help_text="First 8 bytes of sha256(value as text); NULL for NULL."
+    )
+
+    def __str__(self) -> str:
+        return f"fingerprint of row {self.key} in run {self.run_id}"

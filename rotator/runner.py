@@ -23,6 +23,7 @@ from .checks import check_database, check_options
 from .dryrun import print_dry_run
 from .engine import Session, work
 from .errors import Interrupted, RotatorError
+from .fingerprints import record as record_fingerprints
 from .generators import Generator, resolve_generator
 from .models import Run
 from .options import Options
@@ -99,6 +100,7 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
             f"Resuming run {run.pk} of {target.label}: {run.rows_done():,}/{run.total_rows:,} "
             "rows already rotated."
         )
+    record_fingerprints(target, run)  # a no-op once the run has them or has begun
 
     workers = options.workers
     if not builder.concurrent_writers and workers > 1:

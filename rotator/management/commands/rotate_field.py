@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils.connection import ConnectionDoesNotExist
 
+from rotator import operations
 from rotator.errors import RotatorError
 from rotator.runner import Options, rotate
 from rotator.target import Target, resolve_target
@@ -73,6 +74,7 @@ class Command(BaseCommand):
             default=5.0,
             help="Seconds between progress lines when the output is not a terminal (default 5).",
         )
+        operations.add_arguments(parser)  # --verify, --leaked, --status, --pause, ...
 
     def handle(self, *args: Any, **options: Any) -> None:
         label = self.target or options["field"]
@@ -86,6 +88,8 @@ class Command(BaseCommand):
             ) from None
         try:
             target = resolve_target(label, alias)
+            if operations.operate(target, options, self.stdout, self.command_line(target)):
+                return
             self.rotate(target, options)
         except RotatorError as exc:
             raise CommandError(str(exc), returncode=exc.returncode) from exc
@@ -95,6 +99,10 @@ class Command(BaseCommand):
             # Only reachable before the workers start (they handle SIGINT themselves);
             # planning is one transaction, so nothing was changed.
             raise CommandError("Interrupted before any row was rotated", returncode=130) from None
+
+    def command_line(self, target: Target) -> str:
+        name = self.__class__.__module__.rsplit(".", 1)[-1]
+        return f"python manage.py {name}" + ("" if self.target else f" {target.label}")
 
     def rotate(self, target: Target, options: dict[str, Any]) -> None:
         name = self.__class__.__module__.rsplit(".", 1)[-1]

@@ -1,0 +1,166 @@
+"""--verify: compare the table with the fingerprints of its last run, not with the checkpoints.
+
+A row "still holds a pre-rotation value" when the hash of its value is one of
+the run's fingerprints (the value it had, or any other planned row's value).
+Every count is one query on the server; nothing but counts (and, at -v 2,
+primary keys) comes back, never a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections
+
+from .errors import RotatorError
+from .fingerprints import table_name
+from .models import Run
+from .runs import runs_for
+from .sql.digests import Digests, digests_for
+from .target import Target
+
+#: Primary keys printed at -v 2, at most.
+MAX_KEYS = 100
+
+
+@dataclass
+class Verification:
+    run: Run
+    fingerprints: int
+    rows: int
+    stale: int
+    deleted: int
+    born: int
+    duplicates: int
+    nulls: int
+    rows_done: int
+    stale_keys: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.stale == 0
+
+
+def _queries(d: Digests, table: str, pk: str, col: str, fp: str) -> dict[str, str]:
+    p = d.param
+    mine = f"run_id = {p} AND digest IS NOT NULL"
+    stale = f"FROM {table} t WHERE {d.digest} IN (SELECT digest FROM {fp} WHERE {mine})"
+    if d.vendor == "postgresql":
+        # NOT EXISTS plans as a hash anti-join; NOT IN would rescan a large subquery.
+        deleted = (
+            f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} AND NOT EXISTS "
+            f"(SELECT 1 FROM {table} t WHERE {d.key_text} = f.key)"
+        )
+        born = (
+            f"SELECT count(*) FROM {table} t WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {fp} f WHERE f.run_id = {p} AND f.key = {d.key_text})"
+        )
+    else:
+        # SQLite and MySQL materialise an IN subquery with an index of its own.
+        deleted = (
+            f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} "
+            f"AND f.key NOT IN (SELECT {d.key_text} FROM {table} t)"
+        )
+        born = (
+            f"SELECT count(*) FROM {table} t "
+            f"WHERE {d.key_text} NOT IN (SELECT key FROM {fp} WHERE run_id = {p})"
+        )
+    return {
+        "fingerprints": f"SELECT count(*) FROM {fp} WHERE run_id = {p}",
+        "rows": f"SELECT count(*) FROM {table}",
+        "stale": f"SELECT count(*) {stale}",
+        "deleted": deleted,
+        "born": born,
+        "nulls": f"SELECT count(*) FROM {table} WHERE {col} IS NULL",
+        "duplicates": (
+            f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
+            f"WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1) d"
+        ),
+        "stale_keys": f"SELECT {d.key_text} {stale} ORDER BY t.{pk} LIMIT {MAX_KEYS + 1}",
+    }
+
+
+def last_run(target: Target) -> Run:
+    run = runs_for(target).order_by("-pk").first()
+    if run is None:
+        raise RotatorError(
+            f"{target.label} has no run to verify; rotate it first (its pre-rotation values "
+            "are fingerprinted when the run is planned)"
+        )
+    return run
+
+
+def verify(target: Target, keys: bool = False) -> Verification:
+    """Count, for the target's last run, the rows still holding a pre-rotation value."""
+    run = last_run(target)
+    connection = connections[target.alias]
+    qn = connection.ops.quote_name
+    d = digests_for(connection, target, alias="t.")
+    queries = _queries(
+        d,
+        qn(target.model._meta.db_table),
+        qn(target.pk.column),
+        f"{qn(target.field.column)}",
+        qn(table_name()),
+    )
+    params: dict[str, list[Any]] = {"rows": [], "nulls": [], "duplicates": []}
+    counts: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for name in ("fingerprints", "rows", "stale", "deleted", "born", "nulls", "duplicates"):
+            cursor.execute(queries[name], params.get(name, [run.pk]))
+            counts[name] = int(cursor.fetchone()[0])
+        if counts["fingerprints"] == 0 and run.total_rows:
+            raise RotatorError(
+                f"run {run.pk} of {target.label} has no fingerprints (planned before "
+                "they were recorded, or on a database that cannot hash); --verify needs a run "
+                "planned by this version: pass --restart to rotate again"
+            )
+        stale_keys: list[str] = []
+        if keys and counts["stale"]:
+            cursor.execute(queries["stale_keys"], [run.pk])
+            stale_keys = [str(target.key_from_text(str(k))) for (k,) in cursor.fetchall()]
+    return Verification(run=run, rows_done=run.rows_done(), stale_keys=stale_keys, **counts)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def report(v: Verification, target: Target) -> list[str]:
+    """The report's lines: no value, only counts (and keys when asked)."""
+    run = v.run
+    state = Run.State(run.state).label.lower()
+    when = f" {run.finished_at:%Y-%m-%d %H:%M:%S %Z}" if run.finished_at else ""
+    lines = [
+        f"Verifying {target.label} against the {v.fingerprints:,} fingerprints of run "
+        f"{run.pk} ({state}{when})."
+    ]
+    if run.state != Run.State.FINISHED:
+        pct = 100.0 * v.rows_done / run.total_rows if run.total_rows else 100.0
+        lines.append(
+            f"Run {run.pk} is {state}, not finished: it rotated {v.rows_done:,} of "
+            f"{run.total_rows:,} planned rows ({pct:.1f}%)."
+        )
+    lines += [
+        f"{v.stale:,} of {v.rows:,} rows still hold a pre-rotation value",
+        f"{_plural(v.deleted, 'row', 'rows')} planned and since deleted",
+        f"{_plural(v.born, 'row', 'rows')} born after the plan (never held a planned value)",
+        f"{_plural(v.duplicates, 'row shares', 'rows share')} a value with another row",
+        f"{_plural(v.nulls, 'row is', 'rows are')} NULL",
+    ]
+    if v.stale_keys:
+        shown = v.stale_keys[:MAX_KEYS]
+        more = f" and {v.stale - len(shown):,} more" if v.stale > len(shown) else ""
+        lines.append(f"Primary keys still holding a pre-rotation value: {', '.join(shown)}{more}")
+    return lines
+
+
+def failure(v: Verification, target: Target, resume_hint: str) -> str:
+    if v.run.state in (Run.State.ACTIVE, Run.State.PAUSED):
+        then = f"run {resume_hint} to finish run {v.run.pk}, then verify again"
+    else:
+        then = f"run {resume_hint} --restart to rotate every row again, then verify again"
+    return (
+        f"{v.stale:,} of {v.rows:,} rows of {target.label} still hold a pre-rotation value; {then}"
+    )
