@@ -161,9 +161,7 @@ class RunAdmin(admin.ModelAdmin):
         ]
         return "; ".join(held) or "-"
 
-    def _act(
-        self, request: HttpRequest, runs: QuerySet[Run], verb: str, change: Any
-    ) -> None:
+    def _act(self, request: HttpRequest, runs: QuerySet[Run], verb: str, change: Any) -> None:
         moved = [run.pk for run in runs if change(run)]
         skipped = len(runs) - len(moved)
         if moved:

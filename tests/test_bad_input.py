@@ -212,7 +212,11 @@ def test_a_refused_restart_leaves_the_unfinished_run_resumable():
     out = StringIO()
     with pytest.raises(CommandError, match=r"^--generator 'tests\.nope\.make' cannot be imported"):
         call_command(
-            "regenerate_token_async", "--restart", "--generator=tests.nope.make", stdout=out
+            "regenerate_token_async",
+            "--restart",
+            "--yes",
+            "--generator=tests.nope.make",
+            stdout=out,
         )
     assert rows() == before
     assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE  # today: abandoned

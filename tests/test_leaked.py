@@ -58,7 +58,7 @@ def test_a_csv_column(tmp_path):
     fill(20)
     values = list(tokens().values())[:5]
     path = tmp_path / "dump.csv"
-    path.write_text("id,token,note\n" + "".join(f"{i},{t},\"a, b\"\n" for i, t in enumerate(values)))
+    path.write_text("id,token,note\n" + "".join(f'{i},{t},"a, b"\n' for i, t in enumerate(values)))
     out, refused = leaked(str(path), "--leaked-column", "token")
     assert out.startswith("5 of the 5 leaked values")
     out, refused = leaked(str(path), "--leaked-column", "secret")

@@ -159,7 +159,7 @@ def test_restart_abandons_an_unfinished_run_and_plans_a_new_one():
     old = interrupted_run(workers=2, batch_size=25, committed=2)
     assert old.rows_done() == 50
 
-    out, _ = run("regenerate_token_async", "--restart", "--workers", "3")
+    out, _ = run("regenerate_token_async", "--restart", "--yes", "--workers", "3")
     lines = out.splitlines()
     assert lines[0] == f"Abandoned run {old.pk} of tickets.Ticket.token; planning a new one."
     new = Run.objects.get(state=Run.State.FINISHED)

@@ -127,8 +127,7 @@ def test_an_unfinished_run_says_how_far_it_got():
     )
     assert "800 of 1,000 rows still hold a pre-rotation value" in out.splitlines()
     assert str(refused).endswith(
-        f"run python manage.py regenerate_token_async to finish run {stopped.pk}, "
-        "then verify again"
+        f"run python manage.py regenerate_token_async to finish run {stopped.pk}, then verify again"
     )
 
 

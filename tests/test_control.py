@@ -1,0 +1,140 @@
+"""--pause, --cancel, --purge, and --restart's confirmation of an unfinished run."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from rotator import operations
+from rotator.models import Fingerprint, Run, Shard
+from tests.conftest import fill, rows, run
+from tests.support import Stop, fail_from_batch, interrupted_run, rotate_directly
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def refused(*args: str) -> str:
+    with pytest.raises(CommandError) as exc:
+        call_command("regenerate_token_async", *args, stdout=StringIO())
+    return str(exc.value)
+
+
+def test_pause_sets_the_state_and_says_how_to_resume():
+    fill(200)
+    stopped = interrupted_run(workers=1, batch_size=20, committed=1)
+    out, _ = run("regenerate_token_async", "--pause")
+    assert out == (
+        f"Paused run {stopped.pk} of tickets.Ticket.token: its workers stop after their current "
+        "batch (exit status 3). Resume with: python manage.py regenerate_token_async\n"
+    )
+    paused = Run.objects.get(pk=stopped.pk)
+    assert paused.state == Run.State.PAUSED
+    assert paused.stop_reason.startswith("paused by an operator (")
+    assert refused("--pause") == (
+        f"run {stopped.pk} of tickets.Ticket.token is already paused; run the command to resume it"
+    )
+
+
+def test_pause_without_an_unfinished_run():
+    fill(20)
+    run("regenerate_token_async")
+    finished = Run.objects.get()
+    assert refused("--pause") == (
+        "tickets.Ticket.token has no unfinished run to pause (its last run, "
+        f"{finished.pk}, is finished); see them all with --status"
+    )
+
+
+def test_cancel_needs_yes_when_not_on_a_terminal():
+    fill(200)
+    stopped = interrupted_run(workers=1, batch_size=20, committed=1)
+    assert refused("--cancel") == (
+        f"--cancel abandons run {stopped.pk} of tickets.Ticket.token (20/200 rows rotated; they "
+        "stay rotated); pass --yes to confirm --cancel when not on a terminal"
+    )
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE
+    before = rows()
+    out, _ = run("regenerate_token_async", "--cancel", "--yes")
+    assert out.startswith(f"Cancelled run {stopped.pk} of tickets.Ticket.token")
+    cancelled = Run.objects.get(pk=stopped.pk)
+    assert cancelled.state == Run.State.ABANDONED
+    assert cancelled.stop_reason.startswith("cancelled by an operator (")
+    assert rows() == before  # nothing undone
+
+
+def test_cancel_on_a_terminal_asks(monkeypatch):
+    fill(100)
+    stopped = interrupted_run(workers=1, batch_size=20, committed=1)
+    monkeypatch.setattr(operations, "stdin_is_tty", lambda: True)
+    asked: list[str] = []
+    monkeypatch.setattr(operations, "ask", lambda prompt: asked.append(prompt) or "no")
+    assert refused("--cancel") == "--cancel not confirmed; nothing was changed"
+    assert asked[0].endswith("Type 'yes' to go on: ")
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE
+    monkeypatch.setattr(operations, "ask", lambda prompt: "yes")
+    run("regenerate_token_async", "--cancel")
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ABANDONED
+
+
+def test_restart_of_an_unfinished_run_needs_yes_when_not_on_a_terminal():
+    fill(300)
+    stopped = interrupted_run(workers=1, batch_size=30, committed=2)
+    before = rows()
+    assert refused("--restart") == (
+        f"--restart abandons run {stopped.pk} of tickets.Ticket.token (active, 60/300 rows "
+        "rotated) and rotates every row again; pass --yes to confirm --restart when not on a "
+        "terminal"
+    )
+    assert rows() == before
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE
+    run("regenerate_token_async", "--restart", "--yes")
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ABANDONED
+
+
+def test_restart_of_a_finished_run_asks_nothing():
+    fill(30)
+    run("regenerate_token_async")
+    run("regenerate_token_async", "--restart")
+    assert Run.objects.filter(state=Run.State.FINISHED).count() == 2
+
+
+def test_restart_on_a_terminal_asks(monkeypatch):
+    fill(100)
+    stopped = interrupted_run(workers=1, batch_size=20, committed=1)
+    monkeypatch.setattr(operations, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(operations, "ask", lambda prompt: "")
+    assert refused("--restart") == "--restart not confirmed; nothing was changed"
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE
+
+
+def test_purge_deletes_old_finished_runs_with_their_shards_and_fingerprints():
+    fill(100)
+    run("regenerate_token_async")
+    run("regenerate_token_async", "--restart")
+    with pytest.raises(Stop):  # an unfinished third run: kept
+        rotate_directly(
+            restart=True, workers=1, batch_size=10, verbosity=0, batch_hook=fail_from_batch(2)
+        )
+    assert Fingerprint.objects.count() == 300
+    out, _ = run("regenerate_token_async", "--purge", "1")
+    assert (
+        out == "Purged 0 finished or abandoned runs of tickets.Ticket.token and 0 fingerprints.\n"
+    )
+    out, _ = run("regenerate_token_async", "--purge", "0")
+    assert out == (
+        "Purged 2 finished or abandoned runs of tickets.Ticket.token and 200 fingerprints.\n"
+    )
+    (kept,) = Run.objects.all()
+    assert kept.state == Run.State.ACTIVE
+    assert Fingerprint.objects.filter(run=kept).count() == Fingerprint.objects.count() == 100
+    assert Shard.objects.exclude(run=kept).count() == 0
+
+
+def test_operator_flags_do_not_mix():
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        call_command("regenerate_token_async", "--pause", "--cancel")
+    assert refused("--status", "--restart") == (
+        "--status cannot be combined with --restart; run them one at a time"
+    )
