@@ -1,0 +1,77 @@
+"""Pause and cancel a 4-worker run from a second process, as an operator at another terminal.
+
+Needs the engine to read the run's state in every batch (exit 3 when paused,
+4 when cancelled). Uses the 200,000-row fixtures of test_resume.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from rotator.models import Run, Shard
+from tests import counting, test_resume
+from tests.conftest import ROOT, manage, subprocess_env
+from tests.test_resume import ROWS, TIMEOUT, finish, rows_done, wait_for_rows
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# The fixtures of test_resume: 200,000 counted tickets, and manage.py children.
+tickets = test_resume.tickets
+spawn = test_resume.spawn
+WORKERS, BATCH = 4, 2000  # the spawned command's --workers and --batch-size
+
+
+def operator(*args: str) -> subprocess.CompletedProcess:
+    """``manage.py regenerate_token_async ARGS`` in another process, as from another terminal."""
+    return subprocess.run(
+        manage("regenerate_token_async", *args),
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def test_pause_from_another_terminal_stops_every_worker_within_a_batch(tickets, spawn):
+    child = spawn()
+    wait_for_rows(child, ROWS // 4)
+    paused = operator("--pause")
+    assert paused.returncode == 0, paused.stderr
+    at_pause = rows_done()
+    assert child.wait() == 3
+    stopped_at = rows_done()
+    assert at_pause <= stopped_at <= at_pause + WORKERS * BATCH  # one batch per worker at most
+    assert stopped_at < ROWS
+    assert (
+        f"Paused by an operator: {stopped_at:,}/{ROWS:,} rows rotated; run "
+        in child.err + child.out
+    )
+    tally = counting.tally()
+    assert tally.exact, tally
+    assert tally.running == 0  # every worker handed its shard back
+    run = Run.objects.get()
+    assert run.state == Run.State.PAUSED
+
+    last = finish(spawn, tickets)  # running the command again resumes it
+    assert Run.objects.get().state == Run.State.FINISHED
+    assert f"{stopped_at:,}/{ROWS:,} rows already rotated" in last.out
+
+
+def test_cancel_from_another_terminal_stops_the_run_and_undoes_nothing(tickets, spawn):
+    child = spawn()
+    wait_for_rows(child, ROWS // 4)
+    cancelled = operator("--cancel", "--yes")
+    assert cancelled.returncode == 0, cancelled.stderr
+    at_cancel = rows_done()
+    assert child.wait() == 4
+    stopped_at = rows_done()
+    assert at_cancel <= stopped_at <= at_cancel + WORKERS * BATCH
+    tally = counting.tally()
+    assert tally.exact, tally
+    assert counting.histogram() == {0: ROWS - stopped_at, 1: stopped_at}  # nothing undone
+    assert Run.objects.get().state == Run.State.ABANDONED
+    assert not Shard.objects.filter(state=Shard.State.RUNNING).exists()
