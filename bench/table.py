@@ -44,7 +44,7 @@ def reset() -> None:
     """Empty the ticket table (new files, identity from 1) and rotator's run tables."""
     table, _, _ = _names()
     _execute(f"DROP TABLE IF EXISTS {SIDE}")
-    _execute(f"TRUNCATE {table}, rotator_shard, rotator_run RESTART IDENTITY")
+    _execute(f"TRUNCATE {table}, rotator_fingerprint, rotator_shard, rotator_run RESTART IDENTITY")
 
 
 def snapshot() -> bool:
