@@ -63,7 +63,7 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
     def timed_record(target: Any, run: Any) -> int:
         started = time.perf_counter()
         try:
-            return record(target, run) if fingerprints else 0
+            return record(target, run)
         finally:
             timed["fingerprints"] = time.perf_counter() - started
 
@@ -71,7 +71,7 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
     started = time.perf_counter()
     report = rotate(
         resolve_target(TARGET, "default"),
-        Options(workers=4, verbosity=0),
+        Options(workers=4, verbosity=0, fingerprints=fingerprints),
         out=OutputWrapper(io.StringIO()),
         err=OutputWrapper(io.StringIO()),
     )

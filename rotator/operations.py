@@ -8,6 +8,7 @@ command rotates.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from .target import Target
 #: Exit status of a paused rotation (set by the engine) and of a cancelled one.
 EXIT_PAUSED = 3
 EXIT_CANCELLED = 4
+#: Whether runs are fingerprinted unless --fingerprints/--no-fingerprints says otherwise.
+FINGERPRINTS = False
 ACTIONS = ("verify", "leaked", "status", "pause", "cancel", "purge")
 
 
@@ -78,6 +81,13 @@ def add_arguments(parser: CommandParser) -> None:
         default=None,
         help="Delete finished and abandoned runs planned more than DAYS days ago, with their "
         "shards and fingerprints (0: all of them).",
+    )
+    parser.add_argument(
+        "--fingerprints",
+        action=argparse.BooleanOptionalAction,
+        default=FINGERPRINTS,
+        help="When planning a run, fingerprint every row's value (a truncated hash, on the "
+        f"server) for --verify (default: {'on' if FINGERPRINTS else 'off'}).",
     )
     parser.add_argument(
         "--yes",

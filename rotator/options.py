@@ -25,3 +25,5 @@ class Options:
     reconnect_timeout: float = 60.0
     #: Called inside every batch transaction, after the UPDATE (a test seam).
     batch_hook: Callable[[Any], None] | None = None
+    #: Fingerprint the planned rows' values for --verify (see rotator/fingerprints.py).
+    fingerprints: bool = False

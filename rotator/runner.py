@@ -100,7 +100,8 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
             f"Resuming run {run.pk} of {target.label}: {run.rows_done():,}/{run.total_rows:,} "
             "rows already rotated."
         )
-    record_fingerprints(target, run)  # a no-op once the run has them or has begun
+    if options.fingerprints:
+        record_fingerprints(target, run)  # a no-op once the run has them or has begun
 
     workers = options.workers
     if not builder.concurrent_writers and workers > 1:

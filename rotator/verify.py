@@ -112,9 +112,9 @@ def verify(target: Target, keys: bool = False) -> Verification:
             counts[name] = int(cursor.fetchone()[0])
         if counts["fingerprints"] == 0 and run.total_rows:
             raise RotatorError(
-                f"run {run.pk} of {target.label} has no fingerprints (planned before "
-                "they were recorded, or on a database that cannot hash); --verify needs a run "
-                "planned by this version: pass --restart to rotate again"
+                f"run {run.pk} of {target.label} has no fingerprints (it was planned "
+                "without --fingerprints); --leaked FILE checks a dump without them, or "
+                "rotate again with --restart --fingerprints"
             )
         stale_keys: list[str] = []
         if keys and counts["stale"]:

@@ -111,11 +111,16 @@ def test_restart_on_a_terminal_asks(monkeypatch):
 
 def test_purge_deletes_old_finished_runs_with_their_shards_and_fingerprints():
     fill(100)
-    run("regenerate_token_async")
-    run("regenerate_token_async", "--restart")
+    run("regenerate_token_async", "--fingerprints")
+    run("regenerate_token_async", "--restart", "--fingerprints")
     with pytest.raises(Stop):  # an unfinished third run: kept
         rotate_directly(
-            restart=True, workers=1, batch_size=10, verbosity=0, batch_hook=fail_from_batch(2)
+            restart=True,
+            workers=1,
+            batch_size=10,
+            verbosity=0,
+            fingerprints=True,
+            batch_hook=fail_from_batch(2),
         )
     assert Fingerprint.objects.count() == 300
     out, _ = run("regenerate_token_async", "--purge", "1")

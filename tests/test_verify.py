@@ -9,11 +9,24 @@ from django.db import connection
 from rotator import fingerprints
 from rotator.models import Fingerprint, Run
 from tests.conftest import fill, run
-from tests.support import interrupted_run, token_target, tokens
+from tests.support import Stop, fail_from_batch, rotate_directly, token_target, tokens
 from tests.testapp.models import ApiKey
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def interrupted(batch_size: int, committed: int) -> Run:
+    """A fingerprinted run stopped after ``committed`` batches of one worker."""
+    with pytest.raises(Stop):
+        rotate_directly(
+            workers=1,
+            batch_size=batch_size,
+            verbosity=0,
+            fingerprints=True,
+            batch_hook=fail_from_batch(committed + 1),
+        )
+    return Run.objects.get(state=Run.State.ACTIVE)
 
 
 def verify(*args: str) -> tuple[str, str]:
@@ -34,7 +47,7 @@ def refused_verify(*args: str) -> tuple[str, CommandError]:
 def test_planning_fingerprints_every_row_by_key_never_the_value():
     fill(300)
     before = tokens()
-    run("regenerate_token_async")
+    run("regenerate_token_async", "--fingerprints")
     prints = dict(Fingerprint.objects.values_list("key", "digest"))
     assert set(prints) == {str(pk) for pk in before}
     assert {len(bytes(d)) for d in prints.values()} == {8}
@@ -51,7 +64,7 @@ def fingerprints_of(value: object) -> bytes:
 
 def test_a_finished_run_verifies_with_zero_rows_left():
     fill(1_000)
-    run("regenerate_token_async", "--workers", "2")
+    run("regenerate_token_async", "--fingerprints", "--workers", "2")
     out, _ = verify()
     lines = out.splitlines()
     run_id = Run.objects.get().pk
@@ -70,7 +83,7 @@ def test_a_finished_run_verifies_with_zero_rows_left():
 def test_one_row_put_back_to_its_old_value_fails_verification_and_is_counted():
     fill(500)
     before = tokens()
-    run("regenerate_token_async")
+    run("regenerate_token_async", "--fingerprints")
     victim = sorted(before)[123]
     Ticket.objects.filter(pk=victim).update(token=before[victim])
     out, refused = refused_verify()
@@ -87,7 +100,7 @@ def test_one_row_put_back_to_its_old_value_fails_verification_and_is_counted():
 def test_a_row_given_another_rows_old_value_still_counts():
     fill(50)
     before = tokens()
-    run("regenerate_token_async")
+    run("regenerate_token_async", "--fingerprints")
     first, second = sorted(before)[:2]
     Ticket.objects.filter(pk=second).update(token=before[first])
     out, refused = refused_verify()
@@ -97,7 +110,7 @@ def test_a_row_given_another_rows_old_value_still_counts():
 def test_verbosity_2_prints_the_primary_keys_but_no_value():
     fill(200)
     before = tokens()
-    run("regenerate_token_async")
+    run("regenerate_token_async", "--fingerprints")
     stale = sorted(before)[7], sorted(before)[42]
     for pk in stale:
         Ticket.objects.filter(pk=pk).update(token=before[pk])
@@ -108,7 +121,7 @@ def test_verbosity_2_prints_the_primary_keys_but_no_value():
 
 def test_deleted_and_newborn_rows_are_reported_apart():
     fill(100)
-    run("regenerate_token_async")
+    run("regenerate_token_async", "--fingerprints")
     Ticket.objects.filter(pk__in=sorted(tokens())[:3]).delete()
     fill(5)
     out, _ = verify()
@@ -119,7 +132,7 @@ def test_deleted_and_newborn_rows_are_reported_apart():
 
 def test_an_unfinished_run_says_how_far_it_got():
     fill(1_000)
-    stopped = interrupted_run(workers=1, batch_size=100, committed=2)
+    stopped = interrupted(batch_size=100, committed=2)
     out, refused = refused_verify()
     assert (
         f"Run {stopped.pk} is active, not finished: it rotated 200 of 1,000 planned rows (20.0%)."
@@ -142,7 +155,7 @@ def test_verify_without_a_run_says_what_to_do():
 
 def test_fingerprints_go_with_their_run():
     fill(100)
-    run("regenerate_token_async")
+    run("regenerate_token_async", "--fingerprints")
     assert Fingerprint.objects.count() == 100
     Run.objects.all().delete()
     assert Fingerprint.objects.count() == 0
@@ -150,7 +163,7 @@ def test_fingerprints_go_with_their_run():
 
 def test_recording_twice_or_after_the_run_began_records_nothing():
     fill(100)
-    stopped = interrupted_run(workers=1, batch_size=10, committed=1)
+    stopped = interrupted(batch_size=10, committed=1)
     assert Fingerprint.objects.filter(run=stopped).count() == 100
     assert fingerprints.record(token_target(), stopped) == 0
     Fingerprint.objects.all().delete()
@@ -161,7 +174,7 @@ def test_recording_twice_or_after_the_run_began_records_nothing():
 def test_string_secrets_under_uuid_keys_verify_too():
     ApiKey.objects.bulk_create(ApiKey() for _ in range(60))
     old = dict(ApiKey.objects.values_list("pk", "key"))
-    run("rotate_field", "testapp.ApiKey.key", "--workers", "2")
+    run("rotate_field", "testapp.ApiKey.key", "--fingerprints", "--workers", "2")
     out, _ = run("rotate_field", "testapp.ApiKey.key", "--verify")
     assert "0 of 60 rows still hold a pre-rotation value" in out
     victim = sorted(old)[5]
@@ -191,3 +204,15 @@ def test_fingerprints_are_computed_on_the_server_in_one_statement():
         assert fingerprints.record(target, new) == 100
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
     assert len(inserts) == 1 and "sha256(" in inserts[0] and "SELECT" in inserts[0]
+
+
+def test_runs_are_not_fingerprinted_unless_asked():
+    fill(50)
+    run("regenerate_token_async")
+    assert Fingerprint.objects.count() == 0
+    out, refused = refused_verify()
+    assert str(refused) == (
+        f"run {Run.objects.get().pk} of tickets.Ticket.token has no fingerprints (it was "
+        "planned without --fingerprints); --leaked FILE checks a dump without them, or rotate "
+        "again with --restart --fingerprints"
+    )

@@ -120,6 +120,7 @@ class Command(BaseCommand):
                 tty=self.stderr.isatty(),
                 progress_interval=options["progress_interval"],
                 resume_hint=f"`{resume}`",
+                fingerprints=options["fingerprints"],
             ),
             out=self.stdout,
             err=self.stderr,
