@@ -20,6 +20,8 @@ from .runs import runs_for
 from .sql.digests import Digests, digests_for
 from .target import Target
 
+#: What the PostgreSQL census query counts, in order.
+CENSUS = ("fingerprints", "rows", "deleted", "born", "nulls")
 #: Primary keys printed at -v 2, at most.
 MAX_KEYS = 100
 
@@ -46,38 +48,46 @@ def _queries(d: Digests, table: str, pk: str, col: str, fp: str) -> dict[str, st
     p = d.param
     mine = f"run_id = {p} AND digest IS NOT NULL"
     stale = f"FROM {table} t WHERE {d.digest} IN (SELECT digest FROM {fp} WHERE {mine})"
+    stale_keys = f"SELECT {d.key_text} {stale} ORDER BY t.{pk} LIMIT {MAX_KEYS + 1}"
+    duplicates = (
+        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
+        f"WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1) d"
+    )
     if d.vendor == "postgresql":
-        # NOT EXISTS plans as a hash anti-join; NOT IN would rescan a large subquery.
-        deleted = (
-            f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} AND NOT EXISTS "
-            f"(SELECT 1 FROM {table} t WHERE {d.key_text} = f.key)"
+        # One hash full join counts fingerprints, rows, deleted, newborn and NULL rows.
+        census = (
+            "SELECT count(f.key), count(t.k), count(*) FILTER (WHERE t.k IS NULL), "
+            "count(*) FILTER (WHERE f.key IS NULL), "
+            "count(*) FILTER (WHERE t.k IS NOT NULL AND t.c IS NULL) "
+            f"FROM (SELECT {d.key_text} AS k, t.{col} AS c FROM {table} t) t "
+            f"FULL JOIN (SELECT key FROM {fp} WHERE run_id = {p}) f ON f.key = t.k"
         )
-        born = (
-            f"SELECT count(*) FROM {table} t WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {fp} f WHERE f.run_id = {p} AND f.key = {d.key_text})"
-        )
-    else:
-        # SQLite and MySQL materialise an IN subquery with an index of its own.
-        deleted = (
-            f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} "
-            f"AND f.key NOT IN (SELECT {d.key_text} FROM {table} t)"
-        )
-        born = (
-            f"SELECT count(*) FROM {table} t "
-            f"WHERE {d.key_text} NOT IN (SELECT key FROM {fp} WHERE run_id = {p})"
-        )
+        return {
+            "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
+            "census": census,
+            "stale": f"SELECT count(*) {stale}",
+            "duplicates": duplicates,
+            "stale_keys": stale_keys,
+        }
+    # SQLite and MySQL materialise an IN subquery with an index of its own.
+    deleted = (
+        f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} "
+        f"AND f.key NOT IN (SELECT {d.key_text} FROM {table} t)"
+    )
+    born = (
+        f"SELECT count(*) FROM {table} t "
+        f"WHERE {d.key_text} NOT IN (SELECT key FROM {fp} WHERE run_id = {p})"
+    )
     return {
+        "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
         "fingerprints": f"SELECT count(*) FROM {fp} WHERE run_id = {p}",
         "rows": f"SELECT count(*) FROM {table}",
         "stale": f"SELECT count(*) {stale}",
         "deleted": deleted,
         "born": born,
         "nulls": f"SELECT count(*) FROM {table} WHERE {col} IS NULL",
-        "duplicates": (
-            f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
-            f"WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1) d"
-        ),
-        "stale_keys": f"SELECT {d.key_text} {stale} ORDER BY t.{pk} LIMIT {MAX_KEYS + 1}",
+        "duplicates": duplicates,
+        "stale_keys": stale_keys,
     }
 
 
@@ -85,8 +95,8 @@ def last_run(target: Target) -> Run:
     run = runs_for(target).order_by("-pk").first()
     if run is None:
         raise RotatorError(
-            f"{target.label} has no run to verify; rotate it first (its pre-rotation values "
-            "are fingerprinted when the run is planned)"
+            f"{target.label} has no run to verify; rotate it with --fingerprints first "
+            "(the pre-rotation values are fingerprinted when the run is planned)"
         )
     return run
 
@@ -107,15 +117,20 @@ def verify(target: Target, keys: bool = False) -> Verification:
     params: dict[str, list[Any]] = {"rows": [], "nulls": [], "duplicates": []}
     counts: dict[str, int] = {}
     with connection.cursor() as cursor:
-        for name in ("fingerprints", "rows", "stale", "deleted", "born", "nulls", "duplicates"):
-            cursor.execute(queries[name], params.get(name, [run.pk]))
-            counts[name] = int(cursor.fetchone()[0])
-        if counts["fingerprints"] == 0 and run.total_rows:
+        cursor.execute(queries["any"], [run.pk])
+        if not cursor.fetchone()[0] and run.total_rows:
             raise RotatorError(
                 f"run {run.pk} of {target.label} has no fingerprints (it was planned "
                 "without --fingerprints); --leaked FILE checks a dump without them, or "
                 "rotate again with --restart --fingerprints"
             )
+        if "census" in queries:
+            cursor.execute(queries["census"], [run.pk])
+            counts.update(zip(CENSUS, map(int, cursor.fetchone()), strict=True))
+        for name in ("fingerprints", "rows", "stale", "deleted", "born", "nulls", "duplicates"):
+            if name not in counts:
+                cursor.execute(queries[name], params.get(name, [run.pk]))
+                counts[name] = int(cursor.fetchone()[0])
         stale_keys: list[str] = []
         if keys and counts["stale"]:
             cursor.execute(queries["stale_keys"], [run.pk])

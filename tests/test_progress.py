@@ -152,7 +152,7 @@ def test_verbosity_0_prints_nothing_when_resuming():
 def test_verbosity_0_prints_nothing_when_restarting():
     fill(500)
     interrupted_run(workers=2, batch_size=25, committed=2)
-    out, err = run("regenerate_token_async", "--restart", "-v", "0")
+    out, err = run("regenerate_token_async", "--restart", "--yes", "-v", "0")
     assert (out, err) == ("", "")
 
 

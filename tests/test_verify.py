@@ -148,8 +148,8 @@ def test_verify_without_a_run_says_what_to_do():
     fill(10)
     out, refused = refused_verify()
     assert str(refused) == (
-        "tickets.Ticket.token has no run to verify; rotate it first (its pre-rotation values "
-        "are fingerprinted when the run is planned)"
+        "tickets.Ticket.token has no run to verify; rotate it with --fingerprints first "
+        "(the pre-rotation values are fingerprinted when the run is planned)"
     )
 
 
