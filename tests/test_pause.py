@@ -6,6 +6,8 @@ Needs the engine to read the run's state in every batch (exit 3 when paused,
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 
 import pytest
@@ -76,3 +78,26 @@ def test_cancel_from_another_terminal_stops_the_run_and_undoes_nothing(tickets, 
     assert counting.histogram() == {0: ROWS - stopped_at, 1: stopped_at}  # nothing undone
     assert Run.objects.get().state == Run.State.ABANDONED
     assert not Shard.objects.filter(state=Shard.State.RUNNING).exists()
+
+
+def test_status_from_another_terminal_shows_the_live_workers(tickets, spawn):
+    child = spawn()
+    wait_for_rows(child, ROWS // 5)
+    shown = operator("--status", "-v", "2")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    run = Run.objects.get()
+    assert lines[0] == f"Run {run.pk} of tickets.Ticket.token: running"
+    held = [line for line in lines if line.startswith("  held by ")]
+    assert len(held) == 1
+    assert re.fullmatch(
+        rf"  held by \S+ pid {child.proc.pid}: workers 0, 1, 2, 3 on 4 shards, "
+        r"last heartbeat \d+:\d\d ago, alive",
+        held[0],
+    )
+    assert re.fullmatch(
+        r"  rate: [\d,]+ rows/s \(average since started\); time remaining: \d+:\d\d", lines[2]
+    )
+    assert sum(", alive" in line for line in lines if line.startswith("    shard ")) == 4
+    child.kill(signal.SIGINT)  # it may have finished meanwhile
+    child.wait()
