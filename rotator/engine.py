@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from . import claims
 from .batch import Job, run_batch
 from .errors import ShardLost
-from .progress import Progress
+from .progress import Progress, shard_done_line
 from .sizing import BatchSizer
+from .throttle import Throttle
 
 T = TypeVar("T")
 
@@ -43,6 +45,7 @@ class Session:
     connections: dict[int, BaseDatabaseWrapper] = field(default_factory=dict)
     connection_ids: dict[int, str] = field(default_factory=dict)
     errors: list[BaseException] = field(default_factory=list)
+    throttle: Throttle = field(default_factory=Throttle)  # ops: --max-rate, --pause-when
 
     def abort(self) -> None:
         """Cancel in-flight statements now; their transactions roll back."""
@@ -71,20 +74,23 @@ def _close(session: Session, worker: int) -> None:
 async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> None:
     job, progress = session.job, session.progress
     sizer = BatchSizer(fixed=session.batch_size)
+    started = (time.monotonic(), lease.rows_done)  # ops: -v 2 shard line
     progress.message(
         f"worker {worker}: shard {lease.index} ({lease.rows_done:,}/{lease.rows_planned:,} rows "
         f"done) on {session.connection_ids[worker]}",
         level=2,
     )
     while True:
+        size = await session.throttle.before_batch(sizer.size, session.stop)  # ops
         if session.stop.is_set():
             await _in_thread(claims.release, job.target, lease)
             return
         try:
-            result = await _in_thread(run_batch, job, lease, sizer.size)
+            result = await _in_thread(run_batch, job, lease, size)  # ops: size, not sizer.size
         except ShardLost:
             progress.message(f"worker {worker}: shard {lease.index} taken over elsewhere", level=2)
             return
+        session.throttle.after_batch(size, result.rows)  # ops
         progress.advance(result.rows)
         sizer.record(result.rows, result.seconds)
         if result.collisions:
@@ -94,8 +100,9 @@ async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> Non
                 level=2,
             )
         if result.done:
-            progress.message(
-                f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows", level=2
+            progress.message(  # ops: time, rate and batch size
+                shard_done_line(worker, lease, started, size),
+                level=2,
             )
             return
 
@@ -127,6 +134,7 @@ async def work(session: Session, workers: int) -> None:
     """Run ``workers`` workers until no shard is left, a stop, or an error."""
     claims.LIVE_SESSIONS.add(session.name)
     try:
-        await asyncio.gather(*(_worker(session, i) for i in range(workers)))
+        async with session.progress.ticking():  # ops: redraw and log lines during stalls
+            await asyncio.gather(*(_worker(session, i) for i in range(workers)))
     finally:
         claims.LIVE_SESSIONS.discard(session.name)

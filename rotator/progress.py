@@ -67,12 +67,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def shard_done_line(worker: int, index: int, rows: int, seconds: float, batch_size: int) -> str:
-    """The -v 2 line for a finished shard: rows, time, rate and batch size."""
+def shard_done_line(worker: int, lease: Any, started: tuple[float, int], batch_size: int) -> str:
+    """The -v 2 line for a finished shard: rows, and this worker's time, rate and batch size.
+
+    ``started`` is ``(time.monotonic(), lease.rows_done)`` when the worker took the shard.
+    """
+    seconds = time.monotonic() - started[0]
+    rows = lease.rows_done - started[1]
     rate = rows / seconds if seconds > 0 else 0.0
     return (
-        f"worker {worker}: shard {index} done, {rows:,} rows in {format_duration(seconds)} "
-        f"({rate:,.0f} rows/s, batch size {batch_size:,})"
+        f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows; {rows:,} in "
+        f"{format_duration(seconds)} ({rate:,.0f} rows/s, batch size {batch_size:,})"
     )
 
 

@@ -27,9 +27,10 @@ from .errors import Interrupted, RotatorError
 from .generators import Generator, resolve_generator
 from .models import Run
 from .plan import make_plan
-from .progress import Progress, Stream, format_duration
+from .progress import Progress, Stream, check_progress_options, format_duration
 from .sql import builder_for
 from .target import Target
+from .throttle import Throttle, check_throttle_options
 
 try:
     import uvloop
@@ -48,6 +49,11 @@ class Options:
     verbosity: int = 1
     tty: bool = False
     progress_interval: float = 5.0
+    # ops: progress display and throttling (rotator/progress.py, rotator/throttle.py)
+    progress: str = "auto"
+    max_rate: float | None = None
+    pause_when: str | None = None
+    max_replication_lag: float | None = None
     resume_hint: str = "the same command"
     #: Called inside every batch transaction, after the UPDATE (a test seam).
     batch_hook: Callable[[Any], None] | None = None
@@ -69,7 +75,9 @@ def _generator_spec(options: Options, run: Run | None) -> str | None:
 
 def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report:
     check_options(options)
+    check_progress_options(options)  # ops
     check_database(target.alias, options.workers)
+    check_throttle_options(options, target.alias)  # ops
     connection = connections[target.alias]
     builder = builder_for(connection)
 
@@ -147,12 +155,16 @@ def _execute(
         tty=options.tty,
         interval=options.progress_interval,
         desc=target.label,
+        mode=options.progress,  # ops
+        run_id=run.pk,  # ops
+        workers=workers,  # ops
     )
     session = Session(
         job=Job(target, generator, builder, hook=options.batch_hook),
         run_id=run.pk,
         progress=progress,
         batch_size=options.batch_size,
+        throttle=Throttle.from_options(options, target.alias, progress),  # ops
     )
     signals: list[int] = []
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
