@@ -35,8 +35,9 @@ __all__ = ["MODES", "Progress", "Stream", "check_progress_options", "format_dura
 MODES = ("auto", "bar", "plain", "json", "none")
 #: Seconds of wall time the rate is measured over.
 WINDOW = 30.0
-#: The time remaining is an estimate only after this long and this many batches.
-SETTLE_SECONDS = 3.0
+#: The time remaining is an estimate only this long after the first batch, and
+#: after this many batches.
+SETTLE_SECONDS = 2.0
 SETTLE_BATCHES = 3
 
 
@@ -90,19 +91,32 @@ def takeover_line(worker: int, index: int, owner: str, rows_done: int, rows_plan
 
 
 class RecentRate:
-    """Rows per second over the last ``window`` seconds of wall time."""
+    """Rows per second over the last ``window`` seconds of wall time.
 
-    def __init__(self, window: float, started: float) -> None:
+    Measured from the first finished batch on: connecting and the sizer's small
+    first batches say little about the pace of the rest of the run.
+    """
+
+    def __init__(self, window: float) -> None:
         self.window = window
-        self.samples: deque[tuple[float, int]] = deque([(started, 0)])
+        self.samples: deque[tuple[float, int]] = deque()
+
+    @property
+    def since(self) -> float | None:
+        """When the first batch finished (the measurement's start), or None."""
+        return self.samples[0][0] if self.samples else None
 
     def add(self, at: float, rows: int) -> None:
+        if not self.samples and rows == 0:
+            return
         self.samples.append((at, rows))
         # Keep one sample at or before the window's start: it anchors the span.
         while len(self.samples) > 2 and self.samples[1][0] <= at - self.window:
             self.samples.popleft()
 
     def rate(self, at: float) -> float:
+        if not self.samples:
+            return 0.0
         since, rows_then = self.samples[0]
         span = at - since
         return (self.samples[-1][1] - rows_then) / span if span > 0 else 0.0
@@ -139,7 +153,7 @@ class Progress:
         self.clock, self.wall = clock, wall
         self.started = clock()
         self.last_line = self.started
-        self.recent = RecentRate(WINDOW, self.started)
+        self.recent = RecentRate(WINDOW)
         self.statuses: dict[str, str] = {}
         self.bar: Bar | None = None
         if self.mode == "bar":
@@ -169,16 +183,24 @@ class Progress:
         """Seconds left at the recent rate; None while estimating or when nothing moves."""
         if self.done >= self.total:
             return 0.0
-        if self.elapsed < SETTLE_SECONDS or self.batches < SETTLE_BATCHES:
+        if not self._settled():
             return None
         rate = self.rate()
         return (self.total - self.done) / rate if rate > 0 else None
+
+    def _settled(self) -> bool:
+        since = self.recent.since
+        return (
+            since is not None
+            and self.clock() - since >= SETTLE_SECONDS
+            and self.batches >= SETTLE_BATCHES
+        )
 
     def _remaining_text(self, short: bool) -> str:
         seconds = self.remaining()
         if seconds is not None:
             return f"{format_duration(seconds)} {'left' if short else 'remaining'}"
-        if self.elapsed < SETTLE_SECONDS or self.batches < SETTLE_BATCHES:
+        if not self._settled():
             return "estimating" if short else "estimating time remaining"
         return "no estimate" if short else "no estimate: no rows in the last 30 s"
 
