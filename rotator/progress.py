@@ -312,6 +312,7 @@ class Progress:
         self.done = self.total
 
     def close(self) -> None:
+        self.statuses.clear()  # the last frame or line says how it ended, not why it waited
         if self.bar is not None:
             self.bar.close()
             self.bar = None
