@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -11,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from rotator.models import Run
-from tests.conftest import fill, run
+from tests.conftest import fill, run, vendor
 from tests.support import add_tickets, interrupted_run, tokens
 from tickets.models import Ticket
 
@@ -274,3 +275,73 @@ def test_no_token_reaches_the_query_log_even_with_debug(settings, caplog):
     seen += tokens().values()
     assert "UPDATE" in caplog.text  # the checkpoints were logged: the log works
     assert not [text for text in spellings(seen) if text in caplog.text]
+
+
+JSON_FIELDS = {
+    "time",
+    "run",
+    "rows_done",
+    "rows_total",
+    "percent",
+    "rows_per_s",
+    "remaining_s",
+    "elapsed_s",
+    "workers",
+    "status",
+    "event",
+    "message",
+}
+
+
+def test_json_progress_is_one_object_per_line_with_every_field():
+    fill(2_000)
+    out, err = run(
+        "regenerate_token_async",
+        "--workers=2",
+        "--batch-size=100",
+        "--progress=json",
+        "--progress-interval=0.001",
+        "-v",
+        "2",
+        tty=True,  # asked for explicitly: JSON even on a terminal
+    )
+    records = [json.loads(line) for line in err.splitlines()]
+    assert len(records) > 5
+    assert all(set(record) == JSON_FIELDS for record in records)
+    progress = [r for r in records if r["event"] == "progress"]
+    assert [r["rows_done"] for r in progress] == sorted(r["rows_done"] for r in progress)
+    assert {(r["run"], r["rows_total"], r["workers"]) for r in records} == {
+        (Run.objects.get().pk, 2_000, 2 if vendor() != "sqlite" else 1)
+    }
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["time"]) for r in records)
+    assert any(r["event"] == "message" and " done, " in r["message"] for r in records)
+    end = records[-1]
+    assert (end["event"], end["rows_done"], end["percent"], end["status"]) == (
+        "end",
+        2_000,
+        100.0,
+        None,
+    )
+    assert SUMMARY.match(out.splitlines()[-1])  # stdout keeps the plan and summary lines
+
+
+@pytest.mark.parametrize(
+    ("mode", "tty", "expected"),
+    [("plain", True, "lines"), ("bar", False, "bar"), ("none", True, "nothing")],
+)
+def test_progress_mode_overrides_what_the_terminal_suggests(mode, tty, expected):
+    fill(1_000)
+    out, err = run(
+        "regenerate_token_async",
+        "--batch-size=100",
+        f"--progress={mode}",
+        "--progress-interval=0.001",
+        tty=tty,
+    )
+    if expected == "lines":
+        assert err and all(LINE.match(line) for line in err.splitlines())
+    elif expected == "bar":
+        assert frames(err)[-1]["pct"] == "100"
+    else:
+        assert err == ""
+    assert SUMMARY.match(out.splitlines()[-1])

@@ -192,9 +192,7 @@ def test_a_pause_when_callable_stops_every_worker_and_then_releases_them(monkeyp
     records = [json.loads(line) for line in result["err"].splitlines()]
     statuses = [r["status"] for r in records if r["event"] == "progress"]
     assert statuses[0] == "paused: maintenance window"
-    assert all(
-        r["rows_done"] == 0 for r in records if r["status"] == "paused: maintenance window"
-    )
+    assert all(r["rows_done"] == 0 for r in records if r["status"] == "paused: maintenance window")
     assert statuses[-1] is None
     released = {
         r["message"].split(":")[0]
