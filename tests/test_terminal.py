@@ -112,7 +112,7 @@ def bar_frames(screen: Screen) -> tuple[list[str], list[str]]:
 
 def test_at_80_columns_the_bar_redraws_on_one_line():
     fill(ROWS)
-    screen = run_in_terminal("--workers", "2", "--max-rate", str(RATE), columns=80)
+    screen = run_in_terminal("--workers", "1", "--max-rate", str(RATE), columns=80)
     frames, _ = bar_frames(screen)
     assert len(frames) >= 5
     assert all(len(frame) <= 79 for frame in frames)
@@ -125,7 +125,7 @@ def test_at_80_columns_the_bar_redraws_on_one_line():
 
 def test_a_resize_mid_run_keeps_the_bar_on_one_line_and_fits_the_new_width():
     fill(ROWS)
-    screen = run_in_terminal("--workers", "2", "--max-rate", str(RATE), columns=100, resize_to=50)
+    screen = run_in_terminal("--workers", "1", "--max-rate", str(RATE), columns=100, resize_to=50)
     before, after = bar_frames(screen)
     assert len(before) >= 4 and len(after) >= 2, (len(before), len(after))
     assert all(len(frame) <= 99 for frame in before)

@@ -19,7 +19,7 @@ from rotator.models import Run, Shard
 from rotator.sql.replication import replication_lag
 from rotator.throttle import Throttle
 from tests import pausing
-from tests.conftest import fill, run
+from tests.conftest import fill, run, vendor
 from tests.support import rotate_directly, tokens
 
 
@@ -199,7 +199,8 @@ def test_a_pause_when_callable_stops_every_worker_and_then_releases_them(monkeyp
         for r in records
         if r["event"] == "message" and " done, " in (r["message"] or "")
     }
-    assert released == {"worker 0", "worker 1", "worker 2", "worker 3"}
+    workers = 1 if vendor() == "sqlite" else 4  # SQLite has one writer
+    assert released == {f"worker {n}" for n in range(workers)}
     # Each check ran between batches: never inside a transaction.
     assert all(not in_tx and autocommit for _, in_tx, autocommit in pausing.CALLS)
 
