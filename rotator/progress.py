@@ -19,13 +19,13 @@ import contextlib
 import json
 import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .bar import Bar, Stream, TqdmFile, write
 from .errors import RotatorError
+from .rate import WINDOW, RecentRate
 
 if TYPE_CHECKING:
     from .runner import Options
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["MODES", "Progress", "Stream", "check_progress_options", "format_duration", "write"]
 
 MODES = ("auto", "bar", "plain", "json", "none")
-#: Seconds of wall time the rate is measured over.
-WINDOW = 30.0
 #: The time remaining is an estimate only this long after the first batch, and
 #: after this many batches.
 SETTLE_SECONDS = 2.0
@@ -88,38 +86,6 @@ def takeover_line(worker: int, index: int, owner: str, rows_done: int, rows_plan
         f"worker {worker}: took over shard {index} from {owner}, which is gone; "
         f"{rows_done:,}/{rows_planned:,} rows were done"
     )
-
-
-class RecentRate:
-    """Rows per second over the last ``window`` seconds of wall time.
-
-    Measured from the first finished batch on: connecting and the sizer's small
-    first batches say little about the pace of the rest of the run.
-    """
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self.samples: deque[tuple[float, int]] = deque()
-
-    @property
-    def since(self) -> float | None:
-        """When the first batch finished (the measurement's start), or None."""
-        return self.samples[0][0] if self.samples else None
-
-    def add(self, at: float, rows: int) -> None:
-        if not self.samples and rows == 0:
-            return
-        self.samples.append((at, rows))
-        # Keep one sample at or before the window's start: it anchors the span.
-        while len(self.samples) > 2 and self.samples[1][0] <= at - self.window:
-            self.samples.popleft()
-
-    def rate(self, at: float) -> float:
-        if not self.samples:
-            return 0.0
-        since, rows_then = self.samples[0]
-        span = at - since
-        return (self.samples[-1][1] - rows_then) / span if span > 0 else 0.0
 
 
 class Progress:
