@@ -7,19 +7,17 @@ promising the old speed. The estimate is shown once it means something (a few
 seconds and a few batches in); before that the display says "estimating".
 
 The engine calls ``advance()`` after each batch, ``tick()`` about once a
-second (``ticking()``) so that a stalled run still redraws and still writes a
-line every ``interval`` seconds, ``set_status()`` with why it waits, and
-``message()`` for lines above the bar.
+second so that a stalled run still redraws and still writes a line every
+``interval`` seconds, ``set_status()`` with why it waits (a lock, a throttle,
+a pause), and ``message()`` for lines above the bar.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -64,28 +62,6 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def shard_done_line(worker: int, lease: Any, started: tuple[float, int], batch_size: int) -> str:
-    """The -v 2 line for a finished shard: rows, and this worker's time, rate and batch size.
-
-    ``started`` is ``(time.monotonic(), lease.rows_done)`` when the worker took the shard.
-    """
-    seconds = time.monotonic() - started[0]
-    rows = lease.rows_done - started[1]
-    rate = rows / seconds if seconds > 0 else 0.0
-    return (
-        f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows; {rows:,} in "
-        f"{format_duration(seconds)} ({rate:,.0f} rows/s, batch size {batch_size:,})"
-    )
-
-
-def takeover_line(worker: int, index: int, owner: str, rows_done: int, rows_planned: int) -> str:
-    """The line announcing that a dead process's shard is taken over."""
-    return (
-        f"worker {worker}: took over shard {index} from {owner}, which is gone; "
-        f"{rows_done:,}/{rows_planned:,} rows were done"
-    )
 
 
 class Progress:
@@ -180,11 +156,12 @@ class Progress:
         if changed and self.bar is not None:
             self.bar.refresh()
 
-    def advance(self, rows: int) -> None:
+    def advance(self, rows: int, skipped: int = 0) -> None:
+        """``rows`` rotated; ``skipped`` rows of the plan that needed no new value."""
         self.rotated += rows
         self.batches += 1
         self.recent.add(self.clock(), self.rotated)
-        rows = max(0, min(rows, self.total - self.done))  # never past 100%
+        rows = max(0, min(rows + skipped, self.total - self.done))  # never past 100%
         self.done += rows
         if self.bar is not None:
             self.bar.update(rows)
@@ -198,28 +175,6 @@ class Progress:
             self.bar.refresh()
         else:
             self._line_if_due()
-
-    def next_tick(self) -> float:
-        """Seconds until ``tick()`` should run again: at most 1, sooner if a line is due."""
-        due = self.last_line + self.interval - self.clock()
-        return max(0.01, min(1.0, due))
-
-    @contextlib.asynccontextmanager
-    async def ticking(self) -> AsyncIterator[None]:
-        """Tick while the body runs (the engine wraps its workers in this)."""
-
-        async def ticker() -> None:
-            while True:
-                await asyncio.sleep(self.next_tick())
-                self.tick()
-
-        task = asyncio.create_task(ticker())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def _line_if_due(self) -> None:
         if self.mode in ("plain", "json") and self.clock() - self.last_line >= self.interval:
@@ -270,12 +225,6 @@ class Progress:
                 self.bar.refresh()
             else:
                 self._write(text)
-
-    def complete(self) -> None:
-        """The run finished: show 100% even if rows were deleted since planning."""
-        if self.bar is not None and self.done < self.total:
-            self.bar.update(self.total - self.done)
-        self.done = self.total
 
     def close(self) -> None:
         self.statuses.clear()  # the last frame or line says how it ended, not why it waited

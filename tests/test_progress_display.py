@@ -18,7 +18,7 @@ from django.core.management.base import OutputWrapper
 
 from rotator.bar import TqdmFile, columns
 from rotator.errors import RotatorError
-from rotator.progress import Progress, check_progress_options, takeover_line
+from rotator.progress import Progress, check_progress_options
 from rotator.runner import Options
 
 FIELDS = {
@@ -240,13 +240,3 @@ def test_the_command_refuses_a_negative_progress_interval_in_one_line():
 def test_an_unknown_progress_mode_is_refused_by_the_engine():
     with pytest.raises(RotatorError, match=r"^--progress must be one of auto, bar, plain, json"):
         check_progress_options(Options(progress="fancy"))
-
-
-def test_a_take_over_is_announced_with_time_and_run_in_logs():
-    clock, out = Clock(), io.StringIO()
-    shown = progress("plain", clock, out, verbosity=1)
-    shown.message(takeover_line(2, 5, "web-1:4242", 1_234, 5_000))
-    assert out.getvalue() == (
-        "2026-11-23T17:00:00Z run 7: worker 2: took over shard 5 from web-1:4242, which is "
-        "gone; 1,234/5,000 rows were done\n"
-    )

@@ -3,8 +3,8 @@
 ``manage.py regenerate_token_async`` runs as a child whose stdin, stdout and
 stderr are a pty of a known size (``TIOCSWINSZ``, and ``COLUMNS`` to match).
 The terminal turns every newline into CR LF, so the whole captured output must
-be exactly three lines: the plan, the bar (frames joined by carriage returns),
-the summary. Any frame that wrapped or left a line behind breaks that.
+be exactly four lines: "Planning", the plan, the bar (frames joined by
+carriage returns), the summary. Any frame that wrapped or left a line behind breaks that.
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ def bar_frames(screen: Screen) -> tuple[list[str], list[str]]:
     """The frames drawn before and after the resize; checks the three-line shape."""
     lines = screen.text.split("\r\n")
     assert lines[-1] == "", repr(screen.text[-200:])
-    assert len(lines) == 4, "a frame wrapped or left a line behind:\n" + "\n".join(
+    assert len(lines) == 5, "a frame wrapped or left a line behind:\n" + "\n".join(
         repr(line[:300]) for line in lines
     )
-    planned, bar, summary = lines[:3]
-    assert planned.startswith("Planned run ") and summary.startswith("Rotated 20,000 rows")
+    planning, planned, bar, summary = lines[:4]
+    assert planning.startswith("Planning a run of ") and planned.startswith("Planned run ")
+    assert summary.startswith("Rotated 20,000 rows")
     assert bar.startswith("\r") and bar.endswith("\x1b[K")
     start = screen.text.index(bar)
     before, after = [], []
