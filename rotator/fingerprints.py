@@ -37,14 +37,19 @@ def record(target: Target, run: Run) -> int:
             return 0
         qn = connection.ops.quote_name
         sql = digests_for(connection, target)
-        high_water = target.pk.get_db_prep_value(target.key_from_text(run.high_water), connection)
+        # The high-water key is kept as the database's own text of the key.
+        bound, high_water = "%s", run.high_water
+        if connection.vendor == "postgresql":
+            bound = f"%s::{target.pk.cast_db_type(connection)}"
+        else:
+            high_water = target.pk.get_db_prep_value(target.key_from_text(high_water), connection)
         fp = qn(table_name())
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {fp} ({qn('run_id')}, {qn('key')}, {qn('digest')}) "
                 f"SELECT %s, {sql.key_text}, {sql.digest} "
                 f"FROM {qn(target.model._meta.db_table)} "
-                f"WHERE {qn(target.pk.column)} <= %s",
+                f"WHERE {qn(target.pk.column)} <= {bound}",
                 [run.pk, high_water],
             )
             return cursor.rowcount

@@ -195,11 +195,13 @@ def test_fingerprints_are_computed_on_the_server_in_one_statement():
     from django.test.utils import CaptureQueriesContext
 
     fill(100)
-    from rotator.plan import make_plan
-    from rotator.runs import create_run
+    from django.db import connections
+
+    from rotator.runs import plan_run
+    from rotator.sql import builder_for
 
     target = token_target()
-    new, _ = create_run(target, make_plan(target, 4), {})
+    new, _ = plan_run(target, builder_for(connections["default"]), 4, {})
     with CaptureQueriesContext(connection) as queries:
         assert fingerprints.record(target, new) == 100
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
