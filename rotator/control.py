@@ -21,9 +21,9 @@ from .runs import active_run, runs_for
 from .target import Target
 
 
-def who() -> str:
-    """The operator, for stop_reason: host and pid of this command."""
-    return f"{HOST} pid {os.getpid()}"
+def who(flag: str) -> str:
+    """The operator, for stop_reason: the flag, host and pid of this command."""
+    return f"{flag} from {HOST} pid {os.getpid()}"
 
 
 def _set(run: Run, states: tuple[str, ...], state: str, reason: str) -> bool:
@@ -37,7 +37,8 @@ def _set(run: Run, states: tuple[str, ...], state: str, reason: str) -> bool:
 
 
 def pause(run: Run, by: str) -> bool:
-    return _set(run, (Run.State.ACTIVE,), Run.State.PAUSED, f"paused by an operator ({by})")
+    """Pause an active run; ``by`` (who did it) is its stop_reason, shown by the engine."""
+    return _set(run, (Run.State.ACTIVE,), Run.State.PAUSED, by)
 
 
 def resume(run: Run) -> bool:
@@ -46,7 +47,7 @@ def resume(run: Run) -> bool:
 
 
 def cancel(run: Run, by: str) -> bool:
-    return _set(run, UNFINISHED, Run.State.ABANDONED, f"cancelled by an operator ({by})")
+    return _set(run, UNFINISHED, Run.State.ABANDONED, f"cancelled: {by}")
 
 
 def unfinished(target: Target, flag: str) -> Run:
@@ -66,14 +67,14 @@ def pause_target(target: Target) -> Run:
         raise RotatorError(
             f"run {run.pk} of {target.label} is already paused; run the command to resume it"
         )
-    if not pause(run, who()):
+    if not pause(run, who("--pause")):
         raise RotatorError(f"run {run.pk} of {target.label} changed state; see --status")
     return run
 
 
 def cancel_target(target: Target) -> Run:
     run = unfinished(target, "cancel")
-    if not cancel(run, who()):
+    if not cancel(run, who("--cancel")):
         raise RotatorError(f"run {run.pk} of {target.label} changed state; see --status")
     return run
 

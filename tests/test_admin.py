@@ -60,7 +60,7 @@ def test_pause_resume_and_cancel_actions(operator):
     assert f"Paused run {stopped.pk}." in page
     paused = Run.objects.get(pk=stopped.pk)
     assert paused.state == Run.State.PAUSED
-    assert paused.stop_reason == "paused by an operator (admin user 'operator')"
+    assert paused.stop_reason == "admin user 'operator'"
 
     act(operator, "resume_runs", stopped.pk)
     resumed = Run.objects.get(pk=stopped.pk)

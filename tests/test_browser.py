@@ -117,7 +117,7 @@ def test_watch_a_rotation_move_and_pause_it(browser, live_server, tmp_path):
 
         paused = Run.objects.get(pk=run.pk)
         assert paused.state == Run.State.PAUSED
-        assert paused.stop_reason == "paused by an operator (admin user 'operator')"
+        assert paused.stop_reason == "admin user 'operator'"
 
         returncode = proc.wait(TIMEOUT)
         assert returncode == 3, err.read_text()

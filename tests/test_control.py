@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 
 import pytest
@@ -31,7 +32,7 @@ def test_pause_sets_the_state_and_says_how_to_resume():
     )
     paused = Run.objects.get(pk=stopped.pk)
     assert paused.state == Run.State.PAUSED
-    assert paused.stop_reason.startswith("paused by an operator (")
+    assert re.fullmatch(r"--pause from \S+ pid \d+", paused.stop_reason)
     assert refused("--pause") == (
         f"run {stopped.pk} of tickets.Ticket.token is already paused; run the command to resume it"
     )
@@ -60,7 +61,7 @@ def test_cancel_needs_yes_when_not_on_a_terminal():
     assert out.startswith(f"Cancelled run {stopped.pk} of tickets.Ticket.token")
     cancelled = Run.objects.get(pk=stopped.pk)
     assert cancelled.state == Run.State.ABANDONED
-    assert cancelled.stop_reason.startswith("cancelled by an operator (")
+    assert re.fullmatch(r"cancelled: --cancel from \S+ pid \d+", cancelled.stop_reason)
     assert rows() == before  # nothing undone
 
 

@@ -77,7 +77,7 @@ def test_a_paused_run_shows_its_reason():
     run("regenerate_token_async", "--pause")
     out, _ = run("regenerate_token_async", "--status")
     assert out.splitlines()[0].endswith(": paused")
-    assert re.fullmatch(r"  reason: paused by an operator \(\S+ pid \d+\)", out.splitlines()[1])
+    assert re.fullmatch(r"  reason: --pause from \S+ pid \d+", out.splitlines()[1])
 
 
 def test_status_without_runs():
