@@ -3,7 +3,12 @@
 ``uuid.uuid4`` gets a fast path with the same source and format: one call to
 ``os.urandom`` for the whole batch, with the version and variant bits set in
 C (``bytes.translate`` on strided slices) instead of one ``UUID`` object per
-row. The values are uuid4 by construction and never leave as text.
+row. The values are uuid4 by construction and never leave as text. It is
+taken only where those bytes are what ``save()`` stores (``values.packs_uuid4``);
+everywhere else each value goes through ``values.db_values``.
+
+A generator that raises is reported by the type of its exception only: the
+message may hold the value it was making.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from django.db import connections
 from django.utils.module_loading import import_string
 
 from .errors import RotatorError
 from .target import Target
+from .values import ValueRefused, check_values, packs_uuid4
 
 DATABASE = "database"
 
@@ -40,6 +47,8 @@ class Tokens:
     n: int
     packed: bytes | None = None
     values: list[Any] | None = None
+    #: The generator's name, for error messages (never the values).
+    source: str = "the generator"
 
     def python_values(self) -> list[Any]:
         if self.packed is not None:
@@ -57,22 +66,29 @@ class Tokens:
 class Generator:
     name: str
     func: Callable[[], Any] | None
+    #: uuid4 bytes in bulk are what save() stores (see values.packs_uuid4).
+    packed: bool = False
+    #: The field's pre_save() stores something else than the new value (e.g. its hash).
+    derived: bool = False
 
     @property
     def server_side(self) -> bool:
         return self.func is None
 
-    @property
-    def packed(self) -> bool:
-        return self.func is uuid.uuid4
-
     def tokens(self, n: int) -> Tokens | None:
         if self.func is None:
             return None
         if self.packed:
-            return Tokens(n, packed=packed_uuid4(n))
+            return Tokens(n, packed=packed_uuid4(n), source=self.name)
         func = self.func
-        return Tokens(n, values=[func() for _ in range(n)])
+        try:
+            values = [func() for _ in range(n)]
+        except Exception as exc:
+            raise ValueRefused(
+                f"generator {self.name!r} raised {type(exc).__name__} (message withheld: it may "
+                "hold a secret; call the generator in `manage.py shell` to see it)"
+            ) from None
+        return Tokens(n, values=values, source=self.name)
 
 
 def _name(func: Callable[[], Any]) -> str:
@@ -80,6 +96,16 @@ def _name(func: Callable[[], Any]) -> str:
 
 
 def resolve_generator(target: Target, spec: str | None) -> Generator:
+    """The generator named by ``spec`` (or the field's default), checked on a few values."""
+    generator = _resolve(target, spec)
+    connection = connections[target.alias]
+    if packs_uuid4(target, connection, generator.func):
+        generator = replace(generator, packed=True)
+    check = check_values(target, generator, connection)
+    return replace(generator, derived=check.derived)
+
+
+def _resolve(target: Target, spec: str | None) -> Generator:
     if spec == DATABASE:
         return Generator(DATABASE, None)
     if spec:

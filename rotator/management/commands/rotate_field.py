@@ -68,6 +68,11 @@ class Command(BaseCommand):
             help="Print the plan and the SQL of one batch; change nothing.",
         )
         parser.add_argument(
+            "--fill-nulls",
+            action="store_true",
+            help="Give rows whose value is NULL a new value too (default: NULL stays NULL).",
+        )
+        parser.add_argument(
             "--progress-interval",
             type=float,
             default=5.0,
@@ -111,6 +116,7 @@ class Command(BaseCommand):
                 verbosity=options["verbosity"],
                 tty=self.stderr.isatty(),
                 progress_interval=options["progress_interval"],
+                fill_nulls=options["fill_nulls"],
                 resume_hint=f"`{resume}`",
             ),
             out=self.stdout,
