@@ -24,7 +24,7 @@ from django.utils.module_loading import import_string
 
 from .errors import RotatorError
 from .target import Target
-from .values import ValueRefused, check_values, packs_uuid4
+from .values import ValueRefused, check_values, native_uuid, packs_uuid4
 
 DATABASE = "database"
 
@@ -99,6 +99,16 @@ def resolve_generator(target: Target, spec: str | None) -> Generator:
     """The generator named by ``spec`` (or the field's default), checked on a few values."""
     generator = _resolve(target, spec)
     connection = connections[target.alias]
+    if (
+        generator.server_side
+        and connection.features.has_native_uuid_field
+        and not native_uuid(target, connection)
+    ):
+        raise RotatorError(
+            f"--generator database (gen_random_uuid()) only fills a models.UUIDField on a native "
+            f"uuid column; {target.label!r} is a {type(target.field).__name__} "
+            f"({target.field.db_type(connection)}): pass --generator uuid.uuid4"
+        )
     if packs_uuid4(target, connection, generator.func):
         generator = replace(generator, packed=True)
     check = check_values(target, generator, connection)

@@ -79,19 +79,23 @@ def has_pre_save(field: models.Field) -> bool:
     return type(field).pre_save is not models.Field.pre_save
 
 
-def packs_uuid4(target: Target, connection: BaseDatabaseWrapper, func: Any) -> bool:
-    """Whether 16 raw uuid4 bytes per row, into the column as is, are what save() stores.
+def native_uuid(target: Target, connection: BaseDatabaseWrapper) -> bool:
+    """Whether a database ``uuid`` value, as is, is what save() stores in the column.
 
     Only for exactly ``models.UUIDField`` (a subclass may store another form)
-    on a native ``uuid`` column, with ``uuid.uuid4`` as the generator.
+    on a native ``uuid`` column.
     """
     field = target.field
     return (
-        func is uuid.uuid4
-        and type(field) is models.UUIDField
+        type(field) is models.UUIDField
         and bool(connection.features.has_native_uuid_field)
         and field.db_type(connection) == "uuid"
     )
+
+
+def packs_uuid4(target: Target, connection: BaseDatabaseWrapper, func: Any) -> bool:
+    """Whether 16 raw uuid4 bytes per row (the fast path) are what save() stores."""
+    return func is uuid.uuid4 and native_uuid(target, connection)
 
 
 class _ReadsColumn(Exception):
@@ -212,13 +216,25 @@ def db_values(
     return _convert(target, connection, python_values, generator)[0]
 
 
+def saved_values(
+    target: Target,
+    connection: BaseDatabaseWrapper,
+    python_values: Iterable[Any],
+    generator: str = "the generator",
+) -> list[Any]:
+    """Like db_values(), but the Python values after ``pre_save()`` (for the ORM's bulk_update,
+    which converts them itself and never calls ``pre_save()``)."""
+    return _convert(target, connection, python_values, generator)[1]
+
+
 def _convert(
     target: Target, connection: BaseDatabaseWrapper, python_values: Iterable[Any], generator: str
-) -> tuple[list[Any], bool]:
+) -> tuple[list[Any], list[Any], bool]:
     field = target.field
     pre_save = _pre_saver(target, generator) if has_pre_save(field) else None
     limit = length_limit(target, connection)
     out = []
+    saved_out = []
     derived = False
     for value in python_values:
         if value is None:
@@ -254,7 +270,8 @@ def _convert(
                 "and rotator never cuts a value: make shorter values or widen the column",
             )
         out.append(stored)
-    return out, derived
+        saved_out.append(value)
+    return out, saved_out, derived
 
 
 def check_values(target: Target, generator: Any, connection: BaseDatabaseWrapper) -> ValueCheck:
@@ -264,7 +281,7 @@ def check_values(target: Target, generator: Any, connection: BaseDatabaseWrapper
         return ValueCheck(derived=False)
     try:
         values = generator.tokens(SAMPLES).python_values()
-        _, derived = _convert(target, connection, values, generator.name)
+        _, _, derived = _convert(target, connection, values, generator.name)
     except ValueRefused as exc:
         raise ValueRefused(exc.reason, started=False) from None
     return ValueCheck(derived=derived)

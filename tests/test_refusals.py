@@ -20,6 +20,7 @@ from tests.fieldapp import generators
 from tests.fieldapp.models import (
     Account,
     Credential,
+    HexToken,
     Login,
     OptionalKey,
     ServiceCredential,
@@ -153,6 +154,22 @@ def test_a_unique_array_field_is_refused(tables, dry_run):
         "'fieldapp.Tagged.codes' is an ArrayField; rotator rotates one value per row, not arrays"
     )
     assert list(Tagged.objects.values_list("pk", "codes")) == before
+
+
+@pytest.mark.postgresql
+def test_the_database_generator_only_fills_a_plain_uuid_column():
+    HexToken.objects.create()
+    before = raw_tokens()
+    assert refused("rotate_field", "fieldapp.HexToken.token", "--generator", "database") == (
+        "--generator database (gen_random_uuid()) only fills a models.UUIDField on a native "
+        "uuid column; 'fieldapp.HexToken.token' is a HexUUIDField (char(32)): pass "
+        "--generator uuid.uuid4"
+    )
+    assert raw_tokens() == before
+
+
+def raw_tokens() -> list[tuple]:
+    return list(HexToken.objects.values_list("pk", "token"))
 
 
 _calls = itertools.count()

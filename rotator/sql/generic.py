@@ -8,6 +8,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..generators import Generator, Tokens
 from ..target import Target
+from ..values import saved_values
 from .base import Builder
 
 
@@ -34,9 +35,10 @@ class GenericBuilder(Builder):
             raise AssertionError("unreachable: supports() refuses server-side generators")
         keys = list(self.window(target, lo, hi, limit))
         attname = target.field.attname
+        values = saved_values(target, connection, tokens.python_values(), tokens.source)
         objs = [
             target.model(**{target.pk.attname: key, attname: value})
-            for key, value in zip(keys, tokens.python_values(), strict=False)
+            for key, value in zip(keys, values, strict=False)
         ]
         target.queryset().bulk_update(objs, [target.field.name], batch_size=1000)
         return len(keys), (keys[-1] if keys else None)
