@@ -3,9 +3,10 @@
 ``uuid.uuid4`` gets a fast path with the same source and format: one call to
 ``os.urandom`` for the whole batch, with the version and variant bits set in
 C (``bytes.translate`` on strided slices) instead of one ``UUID`` object per
-row. The values are uuid4 by construction and never leave as text. It is
-taken only where those bytes are what ``save()`` stores (``values.packs_uuid4``);
-everywhere else each value goes through ``values.db_values``.
+row. The values are uuid4 by construction and never leave as text. On a
+database with a uuid type the bytes go to the column as they are, so the path
+is taken there only where that is what ``save()`` stores (``values.packs_uuid4``);
+elsewhere builders unpack them and convert each through ``values.db_values``.
 
 A generator that raises is reported by the type of its exception only: the
 message may hold the value it was making.
@@ -14,9 +15,10 @@ message may hold the value it was making.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import connections
@@ -70,10 +72,18 @@ class Generator:
     packed: bool = False
     #: The field's pre_save() stores something else than the new value (e.g. its hash).
     derived: bool = False
+    #: Values made for the up-front check, handed out first (workers share them).
+    _spare: list[Any] = field(default_factory=list, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @property
     def server_side(self) -> bool:
         return self.func is None
+
+    def put_back(self, values: list[Any]) -> None:
+        """Keep unused values (the checked samples) for the next tokens()."""
+        with self._lock:
+            self._spare[:0] = values
 
     def tokens(self, n: int) -> Tokens | None:
         if self.func is None:
@@ -81,8 +91,11 @@ class Generator:
         if self.packed:
             return Tokens(n, packed=packed_uuid4(n), source=self.name)
         func = self.func
+        with self._lock:
+            values = self._spare[:n]
+            del self._spare[:n]
         try:
-            values = [func() for _ in range(n)]
+            values += [func() for _ in range(n - len(values))]
         except Exception as exc:
             raise ValueRefused(
                 f"generator {self.name!r} raised {type(exc).__name__} (message withheld: it may "
@@ -109,10 +122,19 @@ def resolve_generator(target: Target, spec: str | None) -> Generator:
             f"uuid column; {target.label!r} is a {type(target.field).__name__} "
             f"({target.field.db_type(connection)}): pass --generator uuid.uuid4"
         )
-    if packs_uuid4(target, connection, generator.func):
+    # Packed uuid4 bytes go to the column as they are only where that is what save()
+    # stores; on databases without a uuid type builders unpack them and convert each.
+    if generator.func is uuid.uuid4 and (
+        packs_uuid4(target, connection, generator.func)
+        or not connection.features.has_native_uuid_field
+    ):
         generator = replace(generator, packed=True)
     check = check_values(target, generator, connection)
-    return replace(generator, derived=check.derived)
+    generator = replace(generator, derived=check.derived)
+    # The checked values are the first ones stored: a generator is called as often
+    # as rows need values, and the values that passed the check are the ones used.
+    generator.put_back(check.samples)
+    return generator
 
 
 def _resolve(target: Target, spec: str | None) -> Generator:

@@ -21,6 +21,7 @@ Errors never show a value: a generator's output is a secret.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -64,6 +65,8 @@ class ValueCheck:
 
     #: The field's ``pre_save()`` turns the new value into another one (e.g. a hash).
     derived: bool
+    #: The Python values checked (not yet stored; never shown).
+    samples: list[Any] = dataclasses.field(default_factory=list, repr=False)
 
 
 def length_limit(target: Target, connection: BaseDatabaseWrapper) -> int | None:
@@ -280,8 +283,9 @@ def check_values(target: Target, generator: Any, connection: BaseDatabaseWrapper
     if generator.server_side:
         return ValueCheck(derived=False)
     try:
-        values = generator.tokens(SAMPLES).python_values()
+        tokens = generator.tokens(SAMPLES)
+        values = tokens.python_values()
         _, _, derived = _convert(target, connection, values, generator.name)
     except ValueRefused as exc:
         raise ValueRefused(exc.reason, started=False) from None
-    return ValueCheck(derived=derived)
+    return ValueCheck(derived=derived, samples=[] if tokens.packed else values)

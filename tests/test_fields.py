@@ -24,6 +24,7 @@ from rotator.models import Run
 from rotator.runner import Options, rotate
 from rotator.sql.generic import GenericBuilder
 from rotator.target import resolve_target
+from rotator.values import packs_uuid4
 from tests.conftest import run
 from tests.fieldapp import generators
 from tests.fieldapp.models import (
@@ -126,21 +127,21 @@ def test_uuid4_into_an_encrypting_field_is_encrypted(builder):
         assert SealedSecret.objects.get(secret=secret).pk == pk
 
 
-def test_the_uuid4_fast_path_is_only_for_a_plain_uuidfield_on_a_native_uuid_column():
+@pytest.mark.parametrize(
+    ("label", "plain"),
+    [
+        ("tickets.Ticket.token", True),
+        ("fieldapp.HexToken.token", False),
+        ("fieldapp.SealedSecret.secret", False),
+    ],
+)
+def test_the_uuid4_fast_path_is_only_for_a_plain_uuidfield_on_a_native_uuid_column(label, plain):
+    target = resolve_target(label, "default")
     native = connection.features.has_native_uuid_field
-    packed = {
-        label: resolve_generator(resolve_target(label, "default"), "uuid.uuid4").packed
-        for label in (
-            "tickets.Ticket.token",
-            "fieldapp.HexToken.token",
-            "fieldapp.SealedSecret.secret",
-        )
-    }
-    assert packed == {
-        "tickets.Ticket.token": native,
-        "fieldapp.HexToken.token": False,
-        "fieldapp.SealedSecret.secret": False,
-    }
+    assert packs_uuid4(target, connection, uuid.uuid4) == (plain and native)
+    assert packs_uuid4(target, connection, lambda: uuid.uuid4()) is False
+    if native:  # raw bytes into the column: only where save() stores exactly that
+        assert resolve_generator(target, "uuid.uuid4").packed == plain
 
 
 @pytest.fixture(params=["own builder", "generic builder"])
