@@ -6,6 +6,7 @@ Each refusal holds for --dry-run too, and never shows a value the generator made
 from __future__ import annotations
 
 import itertools
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from tests.fieldapp.models import (
     Login,
     OptionalKey,
     ServiceCredential,
+    ShortCode,
     Tagged,
     Uuid,
 )
@@ -205,3 +207,36 @@ def test_a_generator_that_fails_mid_run_gives_one_line_and_a_resume_hint():
     changed = sum(after[pk] != before[pk] for pk in before)
     assert changed == 50  # the two whole batches before it failed, nothing half-done
     assert Run.objects.get().rows_done() == 50
+
+
+def grows() -> str:
+    """Values that fit the varchar(8) column for 60 calls, then one character too many."""
+    return secrets.token_hex(4) if next(_calls) < 60 else secrets.token_hex(5)[:9]
+
+
+@pytest.mark.postgresql
+def test_a_value_too_long_mid_run_stops_before_its_batch_changes_anything():
+    global _calls
+    _calls = itertools.count()
+    ShortCode.objects.bulk_create(ShortCode(code=f"c{i:07d}") for i in range(200))
+    before = dict(ShortCode.objects.values_list("pk", "code"))
+    message = refused(
+        "rotate_field",
+        "fieldapp.ShortCode.code",
+        "--generator",
+        "tests.test_refusals.grows",
+        "--batch-size",
+        "25",
+        "--workers",
+        "1",
+    )
+    assert message == (
+        "generator 'tests.test_refusals.grows' for 'fieldapp.ShortCode.code' made a value of 9 "
+        "characters (value withheld), too long for the varchar(8) column; save() fails on "
+        "postgresql and rotator never cuts a value: make shorter values or widen the column; "
+        "no batch was half-applied; fix it, then run the command again to resume"
+    )
+    after = dict(ShortCode.objects.values_list("pk", "code"))
+    changed = [pk for pk in before if after[pk] != before[pk]]
+    assert len(changed) == 50
+    assert all(len(after[pk]) == 8 for pk in after)
