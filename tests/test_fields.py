@@ -244,8 +244,9 @@ def test_the_dry_run_and_the_plan_count_null_rows(optional_keys):
     assert "NULL rows: 25, filled (--fill-nulls)" in out.splitlines()
     assert values(OptionalKey, "key") == optional_keys
     out, _ = run("rotate_field", "fieldapp.OptionalKey.key", "--batch-size", "30")
-    planned = next(line for line in out.splitlines() if line.startswith("Planned run"))
-    assert re.search(r"\b25\b.*NULL", planned), planned
+    lines = out.splitlines()
+    planned = next(i for i, line in enumerate(lines) if line.startswith("Planned run"))
+    assert "NULL rows: 25, kept NULL (--fill-nulls fills)" in lines[planned + 1 :]
 
 
 def test_a_filtering_base_manager_hides_no_rows():
