@@ -80,7 +80,7 @@ def tokens_for(job: Job, n: int) -> Tokens | None:
         for i, value in zip(repeats, spare.values if spare else [], strict=False):
             values[i] = value
         distinct = set(values)
-    return Tokens(len(values), values=values)
+    return Tokens(len(values), values=values, source=tokens.source)
 
 
 def _check_run(job: Job) -> None:
