@@ -223,8 +223,10 @@ def _as_rotator_error(exc: BaseException, target: Target) -> BaseException:
         return exc
     if isinstance(exc, DatabaseError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return RotatorError(
+        error = RotatorError(
             f"database error while rotating {target.label}: {first}; "
             "no batch was half-applied, run the command again to resume"
         )
+        error.__cause__ = exc  # lets the command explain a pool timeout
+        return error
     return exc
