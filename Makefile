@@ -32,4 +32,4 @@ bench: venv
 	$(BIN)/python bench/run.py --rows $(ROWS)
 
 clean:
-	rm -rf $(VENV) .pgdata .data
+	rm -rf $(VENV) .venv-django42 .pgdata .data

@@ -21,7 +21,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def _where(alias: str) -> str:
-    settings = connections.settings[alias]
+    settings = connections[alias].settings_dict
     if "sqlite" in settings.get("ENGINE", ""):
         return str(settings.get("NAME"))
     if settings.get("PGDATA"):
@@ -47,7 +47,7 @@ def check_reachable(alias: str) -> None:
         probe(alias)
     except (DatabaseError, ImproperlyConfigured) as exc:
         raise RotatorError(
-            f"cannot connect to database {alias!r} ({_where(alias)}): {first_line(exc)}; "
+            f"database {alias!r}: cannot connect ({_where(alias)}): {first_line(exc)}; "
             "check DATABASE_URL (or settings.DATABASES) and that the server is running"
         ) from exc
 

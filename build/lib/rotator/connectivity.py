@@ -1,0 +1,89 @@
+"""Reach the database once, directly, before the run uses it.
+
+Django's PostgreSQL pool connects in the background and, when the server
+cannot be reached, logs one line per attempt and gives up with "couldn't get
+a connection after N sec", which hides the cause. One direct connection
+attempt fails at once (or after ``connect_timeout``) with the server's own
+words.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, OperationalError, connections
+
+from .errors import RotatorError
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _where(alias: str) -> str:
+    settings = connections.settings[alias]
+    if "sqlite" in settings.get("ENGINE", ""):
+        return str(settings.get("NAME"))
+    if settings.get("PGDATA"):
+        return f"embedded PostgreSQL in {settings['PGDATA']}"
+    host = settings.get("HOST") or "local socket"
+    port = f":{settings['PORT']}" if settings.get("PORT") else ""
+    return f"{settings.get('NAME')} on {host}{port}"
+
+
+def probe(alias: str) -> None:
+    """Connect once, bypassing any pool; raise the driver's error if that fails."""
+    connection = connections[alias]
+    if getattr(connection, "pool", None) is None:
+        connection.ensure_connection()
+        return
+    with connection.wrap_database_errors:
+        connection.Database.connect(**connection.get_connection_params()).close()
+
+
+def check_reachable(alias: str) -> None:
+    """Raise a one-line RotatorError with the real cause when ``alias`` cannot be reached."""
+    try:
+        probe(alias)
+    except (DatabaseError, ImproperlyConfigured) as exc:
+        raise RotatorError(
+            f"cannot connect to database {alias!r} ({_where(alias)}): {first_line(exc)}; "
+            "check DATABASE_URL (or settings.DATABASES) and that the server is running"
+        ) from exc
+
+
+def is_pool_timeout(exc: BaseException) -> bool:
+    names = {type(e).__name__ for e in (exc, exc.__cause__) if e is not None}
+    return "PoolTimeout" in names
+
+
+def unreachable(alias: str, exc: BaseException | None) -> str | None:
+    """After a lost connection or a pool timeout: why the server cannot be reached, if so."""
+    if not isinstance(exc, OperationalError):
+        return None
+    try:
+        probe(alias)
+    except (DatabaseError, ImproperlyConfigured) as cause:
+        return f"database {alias!r} ({_where(alias)}) is unreachable: {first_line(cause)}"
+    return None
+
+
+def explain_lost(alias: str, exc: DatabaseError) -> str:
+    """One line for a database error: the pool's timeout is replaced by its cause."""
+    if is_pool_timeout(exc):
+        return unreachable(alias, exc) or f"database {alias!r}: {first_line(exc)}"
+    return f"database {alias!r}: {first_line(exc)}"
+
+
+def explain_rotator_error(alias: str, exc: BaseException) -> str:
+    """The engine's one line, saying so when the server has become unreachable.
+
+    A pool timeout ("couldn't get a connection after 5.00 sec") is replaced by
+    the reason; a lost connection keeps its text and gains the reason.
+    """
+    cause = exc.__cause__
+    reason = unreachable(alias, cause)
+    if reason is None or cause is None:
+        return str(exc)
+    lost = first_line(cause)
+    return str(exc).replace(lost, reason if is_pool_timeout(cause) else f"{lost}, and {reason}")

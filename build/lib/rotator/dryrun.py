@@ -1,0 +1,62 @@
+"""--dry-run: print the plan (or the stored one) and the SQL of one batch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections
+
+from .generators import Generator
+from .models import Run
+from .plan import make_plan
+from .progress import Stream
+from .sizing import BatchSizer
+from .target import Target
+
+if TYPE_CHECKING:
+    from .runner import Options
+
+
+def _describe_generator(gen: Generator) -> str:
+    if gen.server_side:
+        return "database (gen_random_uuid() on the server)"
+    if gen.packed:
+        return f"{gen.name} (uuid4 from os.urandom, generated in bulk)"
+    return gen.name
+
+
+def print_dry_run(
+    target: Target,
+    options: Options,
+    run: Run | None,
+    shards: int,
+    generator: Generator,
+    builder: Any,
+    out: Stream,
+) -> None:
+    connection = connections[target.alias]
+    out.write("Dry run: nothing will be changed.")
+    out.write(f"Target: {target.label} on database {target.alias!r} ({connection.vendor})")
+    out.write(f"Generator: {_describe_generator(generator)}")
+    out.write(f"Batch size: {BatchSizer(fixed=options.batch_size).describe()}")
+    out.write(f"Workers: {options.workers}")
+    if run is not None:
+        out.write(
+            f"Would resume run {run.pk} (planned {run.created_at:%Y-%m-%d %H:%M %Z}): "
+            f"{run.rows_done():,}/{run.total_rows:,} rows done, keys up to {run.high_water}"
+        )
+        rows = [
+            (s.index, s.lower, s.upper, s.rows_planned, f"{s.state}, {s.rows_done:,} done")
+            for s in run.shards.all()
+        ]
+    else:
+        plan = make_plan(target, shards)
+        out.write(f"Would plan a new run: {plan.total_rows:,} rows, keys up to {plan.high_water}")
+        rows = [(s.index, s.lower, s.upper, s.rows, "pending") for s in plan.shards]
+    out.write(f"Shards: {len(rows)}")
+    for index, lower, upper, count, state in rows:
+        start = "start" if lower is None else lower
+        out.write(f"  shard {index}: keys ({start}, {upper}], {count:,} rows, {state}")
+    out.write("SQL of one batch:")
+    for line in builder.describe(connection, target, generator).splitlines():
+        out.write(f"  {line}")
