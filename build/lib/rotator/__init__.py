@@ -1,1 +1,0 @@
-"""rotator: give every row of a large, live table a fresh secret, resumably."""
