@@ -54,10 +54,15 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], ROOT
+    # Built from a copy: setuptools leaves build/ and *.egg-info in the tree it builds.
+    source = tmp_path_factory.mktemp("source") / "rotator"
+    skip = shutil.ignore_patterns(
+        ".git", ".venv*", ".pgdata", ".data", "build", "*.egg-info", "__pycache__", ".*_cache"
     )
+    shutil.copytree(ROOT, source, ignore=skip)
+    dist = tmp_path_factory.mktemp("dist")
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist)]
+    _run([*pip_wheel, str(source)], ROOT)
     (built,) = dist.glob("rotator-*.whl")
     return built
 
