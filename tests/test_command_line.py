@@ -65,3 +65,15 @@ def test_the_resume_hint_is_the_command_as_it_was_run(monkeypatch, argv, hint):
 def test_the_resume_hint_from_code_is_the_plain_command(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["pytest", "tests"])
     assert rotate_field.resume_command("rotate_field", "fallback") == "fallback"
+
+
+def test_bench_help_says_how_long_which_database_and_what_it_drops(capsys):
+    from bench.cli import parse
+
+    with pytest.raises(SystemExit) as done:
+        parse(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "about 20 minutes" in text
+    assert "DATABASE_URL" in text and "embedded PostgreSQL" in text
+    assert "creates a database 'rotator_bench'" in text and "drops it" in text
