@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from urllib.parse import quote
 
 import pytest
 from django.db import OperationalError
@@ -121,3 +125,61 @@ def test_the_pool_gives_up_within_seconds():
 
     pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
     assert pool["timeout"] <= 5
+
+
+HOLDER = """
+import sys, time
+from asyncproj.embedded.server import socket_dir
+print(socket_dir(sys.argv[1]), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_a_server_lost_mid_run_ends_it_in_seconds_saying_it_is_unreachable(tmp_path):
+    """A PostgreSQL server of the test's own (never a shared one), killed with SIGKILL mid-run."""
+    pgdata = tmp_path / "pgdata"
+    holder = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-c", HOLDER, str(pgdata)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        socket_dir = holder.stdout.readline().strip()
+        assert socket_dir
+        env = dict(
+            subprocess_env(),
+            DATABASE_URL=f"postgres://postgres@{quote(socket_dir, safe='')}:5432/postgres",
+        )
+        for args in (("migrate", "-v", "0"), ("seed_tickets", "--count", "300000")):
+            subprocess.run(manage(*args), cwd=ROOT, env=env, check=True, capture_output=True)
+        err = tmp_path / "err"
+        with err.open("w") as stderr:
+            child = subprocess.Popen(
+                manage("regenerate_token_async", "--workers", "2", "--progress-interval", "0.2"),
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        deadline = time.monotonic() + 60
+        while "rows/s" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        killed = time.monotonic()
+        code = child.wait(60)
+        seconds = time.monotonic() - killed
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = err.read_text().splitlines()
+    assert code == 1
+    assert seconds < 15
+    assert "is unreachable" in lines[-1], lines[-1]
+    assert "run the command again to resume" in lines[-1]
+    assert not [line for line in lines if "pool" in line]  # no pool chatter
