@@ -15,6 +15,10 @@ from django.db import DatabaseError, OperationalError, connections
 from .errors import RotatorError
 
 
+class Unreachable(RotatorError):
+    """The database could not be reached before anything started."""
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -46,7 +50,7 @@ def check_reachable(alias: str) -> None:
     try:
         probe(alias)
     except (DatabaseError, ImproperlyConfigured) as exc:
-        raise RotatorError(
+        raise Unreachable(
             f"database {alias!r}: cannot connect ({_where(alias)}): {first_line(exc)}; "
             "check DATABASE_URL (or settings.DATABASES) and that the server is running"
         ) from exc
@@ -82,6 +86,8 @@ def explain_rotator_error(alias: str, exc: BaseException) -> str:
     the reason; a lost connection keeps its text and gains the reason.
     """
     cause = exc.__cause__
+    if isinstance(exc, Unreachable):
+        return str(exc)  # already says why
     reason = unreachable(alias, cause)
     if reason is None or cause is None:
         return str(exc)

@@ -17,6 +17,10 @@ from rotator import connectivity
 from rotator.errors import RotatorError
 from tests.conftest import ROOT, manage, subprocess_env
 
+#: About 1 s on a quiet machine (interpreter and Django start-up included); the bound is loose
+#: for busy CI machines, and still far below the pool's 30 s wait that it guards against.
+SECONDS = 15
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -53,7 +57,8 @@ def test_a_bad_database_url_gives_one_line_with_its_cause(url, cause):
     assert len(lines) == 1, lines
     assert cause in lines[0]
     assert "hunter2" not in lines[0]  # a password in the URL is never echoed
-    assert seconds < 5
+    assert lines[0].count(cause) == 1
+    assert seconds < SECONDS
 
 
 @pytest.mark.postgresql
@@ -67,8 +72,8 @@ def test_a_missing_database_gives_one_line_with_its_cause():
     code, lines, seconds = attempt(url)
     assert code == 1
     assert len(lines) == 1, lines
-    assert 'database "nope" does not exist' in lines[0]
-    assert seconds < 5
+    assert lines[0].count('database "nope" does not exist') == 1
+    assert seconds < SECONDS
 
 
 def test_a_reachable_database_passes_the_check(db):
@@ -137,27 +142,28 @@ time.sleep(600)
 
 @pytest.mark.slow
 @pytest.mark.postgresql
-def test_a_server_lost_mid_run_ends_it_in_seconds_saying_it_is_unreachable(tmp_path):
+def test_a_server_lost_mid_run_ends_it_in_seconds_saying_it_is_unreachable(own_tmp):
     """A PostgreSQL server of the test's own (never a shared one), killed with SIGKILL mid-run."""
-    pgdata = tmp_path / "pgdata"
-    holder = subprocess.Popen(
-        [sys.executable, "-W", "ignore", "-c", HOLDER, str(pgdata)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    pgdata = own_tmp / "pgdata"
+    with (own_tmp / "holder.err").open("w") as holder_err:
+        holder = subprocess.Popen(
+            [sys.executable, "-W", "ignore", "-c", HOLDER, str(pgdata)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=holder_err,
+            text=True,
+        )
     try:
         assert holder.stdout is not None
         socket_dir = holder.stdout.readline().strip()
-        assert socket_dir
+        assert socket_dir, (own_tmp / "holder.err").read_text()[-3000:]
         env = dict(
             subprocess_env(),
             DATABASE_URL=f"postgres://postgres@{quote(socket_dir, safe='')}:5432/postgres",
         )
-        for args in (("migrate", "-v", "0"), ("seed_tickets", "--count", "300000")):
+        for args in (("migrate", "-v", "0"), ("seed_tickets", "--count", "200000")):
             subprocess.run(manage(*args), cwd=ROOT, env=env, check=True, capture_output=True)
-        err = tmp_path / "err"
+        err = own_tmp / "err"
         with err.open("w") as stderr:
             child = subprocess.Popen(
                 manage("regenerate_token_async", "--workers", "2", "--progress-interval", "0.2"),
@@ -179,7 +185,7 @@ def test_a_server_lost_mid_run_ends_it_in_seconds_saying_it_is_unreachable(tmp_p
         holder.wait()
     lines = err.read_text().splitlines()
     assert code == 1
-    assert seconds < 15
+    assert seconds < SECONDS + 10  # two pool timeouts of 5 s at most; 30 s each before
     assert "is unreachable" in lines[-1], lines[-1]
     assert "run the command again to resume" in lines[-1]
     assert not [line for line in lines if "pool" in line]  # no pool chatter

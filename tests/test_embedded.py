@@ -45,8 +45,8 @@ def test_dbshell_reaches_the_embedded_server():
 
 
 @embedded
-def test_dbshell_uses_the_psql_of_pgserver_when_the_machine_has_none(tmp_path):
-    done = dbshell("-Atc", "SELECT version()", path=str(tmp_path))  # an empty PATH: no psql
+def test_dbshell_uses_the_psql_of_pgserver_when_the_machine_has_none(own_tmp):
+    done = dbshell("-Atc", "SELECT version()", path=str(own_tmp))  # an empty PATH: no psql
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("PostgreSQL 16")
 
@@ -75,9 +75,9 @@ def wait_until(condition, seconds: float) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.postgresql
-def test_the_server_stops_after_a_kill_9_of_its_last_user(tmp_path):
+def test_the_server_stops_after_a_kill_9_of_its_last_user(own_tmp):
     """A server of its own (not the suite's): its only user is killed with SIGKILL."""
-    pgdata = tmp_path / "pgdata"
+    pgdata = own_tmp / "pgdata"
     user = subprocess.Popen(
         [sys.executable, "-W", "ignore", "-c", USER, str(pgdata)],
         cwd=ROOT,

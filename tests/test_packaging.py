@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import venv
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,18 +55,21 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheel() -> Iterator[Path]:
     # Built from a copy: setuptools leaves build/ and *.egg-info in the tree it builds.
-    source = tmp_path_factory.mktemp("source") / "rotator"
+    # Not tmp_path_factory: other pytest sessions on the machine may prune its directories.
+    own = tempfile.TemporaryDirectory(prefix="rotator-wheel-", ignore_cleanup_errors=True)
+    source = Path(own.name) / "source"
     skip = shutil.ignore_patterns(
         ".git", ".venv*", ".pgdata", ".data", "build", "*.egg-info", "__pycache__", ".*_cache"
     )
     shutil.copytree(ROOT, source, ignore=skip)
-    dist = tmp_path_factory.mktemp("dist")
+    dist = Path(own.name) / "dist"
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist)]
     _run([*pip_wheel, str(source)], ROOT)
     (built,) = dist.glob("rotator-*.whl")
-    return built
+    yield built
+    own.cleanup()
 
 
 @pytest.mark.slow
@@ -87,14 +92,14 @@ def test_the_wheel_holds_the_app_only(wheel):
 
 
 @pytest.mark.slow
-def test_a_project_of_its_own_installs_the_wheel_and_rotates_its_model(wheel, tmp_path):
+def test_a_project_of_its_own_installs_the_wheel_and_rotates_its_model(wheel, own_tmp):
     """Fresh venv, the built wheel (not this source tree), Django from PyPI, SQLite."""
-    env_dir = tmp_path / "venv"
+    env_dir = own_tmp / "venv"
     venv.create(env_dir, with_pip=True)
     python = str(env_dir / "bin" / "python")
-    _run([python, "-m", "pip", "install", "-q", str(wheel)], tmp_path)
+    _run([python, "-m", "pip", "install", "-q", str(wheel)], own_tmp)
 
-    project = tmp_path / "project"
+    project = own_tmp / "project"
     shutil.copytree(OUTSIDE, project, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
