@@ -26,6 +26,8 @@ def test_help_gives_the_exit_codes():
         ("0", "work is done"),
         ("1", "a problem"),
         ("2", "usage error"),
+        ("3", "paused"),
+        ("4", "cancelled"),
         ("130", "SIGINT"),
         ("143", "SIGTERM"),
     ]:
