@@ -68,28 +68,27 @@ def unreachable(alias: str, exc: BaseException | None) -> str | None:
     try:
         probe(alias)
     except (DatabaseError, ImproperlyConfigured) as cause:
-        return f"database {alias!r} ({_where(alias)}) is unreachable: {first_line(cause)}"
+        return f"the server ({_where(alias)}) is unreachable: {first_line(cause)}"
     return None
 
 
+def _explained(alias: str, exc: BaseException) -> str:
+    """``exc``'s first line; a pool timeout replaced by, a lost connection followed by, why."""
+    lost = first_line(exc)
+    reason = unreachable(alias, exc)
+    if reason is None:
+        return lost
+    return reason if is_pool_timeout(exc) else f"{lost}, and {reason}"
+
+
 def explain_lost(alias: str, exc: DatabaseError) -> str:
-    """One line for a database error: the pool's timeout is replaced by its cause."""
-    if is_pool_timeout(exc):
-        return unreachable(alias, exc) or f"database {alias!r}: {first_line(exc)}"
-    return f"database {alias!r}: {first_line(exc)}"
+    """One line for a database error that reached the command."""
+    return f"database {alias!r}: {_explained(alias, exc)}"
 
 
 def explain_rotator_error(alias: str, exc: BaseException) -> str:
-    """The engine's one line, saying so when the server has become unreachable.
-
-    A pool timeout ("couldn't get a connection after 5.00 sec") is replaced by
-    the reason; a lost connection keeps its text and gains the reason.
-    """
+    """The engine's one line, saying so when the server has become unreachable."""
     cause = exc.__cause__
-    if isinstance(exc, Unreachable):
-        return str(exc)  # already says why
-    reason = unreachable(alias, cause)
-    if reason is None or cause is None:
-        return str(exc)
-    lost = first_line(cause)
-    return str(exc).replace(lost, reason if is_pool_timeout(cause) else f"{lost}, and {reason}")
+    if isinstance(exc, Unreachable) or cause is None:
+        return str(exc)  # Unreachable already says why
+    return str(exc).replace(first_line(cause), _explained(alias, cause))

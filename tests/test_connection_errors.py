@@ -103,7 +103,7 @@ def test_a_pool_timeout_mid_run_names_the_unreachable_server(monkeypatch):
     error.__cause__ = pool_timeout()
     message = connectivity.explain_rotator_error("default", error)
     assert "couldn't get a connection" not in message
-    assert "'default'" in message and "is unreachable" in message
+    assert "the server (" in message and "is unreachable" in message
     assert "Connection refused" in message
     assert message.endswith("run the command again to resume")
 
@@ -113,7 +113,7 @@ def test_a_lost_connection_mid_run_says_the_server_is_unreachable(monkeypatch):
     error = RotatorError("database error while rotating x: server closed the connection; ...")
     error.__cause__ = OperationalError("server closed the connection")
     message = connectivity.explain_rotator_error("default", error)
-    assert "server closed the connection, and database 'default'" in message
+    assert "server closed the connection, and the server (" in message
     assert "is unreachable" in message and "Connection refused" in message
 
 
@@ -196,5 +196,4 @@ def test_a_server_lost_mid_run_ends_it_in_seconds_saying_it_is_unreachable(own_t
     # --reconnect-timeout 2, then pool timeouts of 5 s at most (30 s each before)
     assert seconds < SECONDS + 10
     assert "is unreachable" in lines[-1], lines[-1]
-    assert "again to resume" in lines[-1]
     assert not [line for line in lines if "pool" in line]  # no pool chatter
