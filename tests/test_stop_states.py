@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from rotator.claims import Lease
 from rotator.errors import Interrupted, RotatorError
@@ -35,24 +35,30 @@ def set_state_after(batches: int, state: str, reason: str):
             if seen != batches:
                 return
 
-        # As an operator's terminal would: its own connection, its own transaction.
+        # As an operator's terminal would: its own connection, its own transaction,
+        # landing while the batch that saw the request is still open.
         def operator() -> None:
-            Run.objects.update(state=state, stop_reason=reason)
+            try:
+                Run.objects.update(state=state, stop_reason=reason)
+            finally:
+                connection.close()
 
-        thread = threading.Thread(target=operator)
-        thread.start()
-        thread.join()
+        threads.append(threading.Thread(target=operator))
+        threads[-1].start()
 
+    threads: list[threading.Thread] = []
+    hook.threads = threads  # type: ignore[attr-defined]
     return hook
 
 
 def test_a_paused_run_stops_within_a_batch_and_resumes_where_it_stopped():
     fill(1_000)
     before = tokens()
+    pause = set_state_after(3, "paused", "by ops")
     with pytest.raises(Interrupted) as paused:
-        rotate_directly(
-            workers=2, batch_size=50, verbosity=0, batch_hook=set_state_after(3, "paused", "by ops")
-        )
+        rotate_directly(workers=2, batch_size=50, verbosity=0, batch_hook=pause)
+    for thread in pause.threads:
+        thread.join()
     assert paused.value.returncode == PAUSED_EXIT
     message = str(paused.value)
     assert message.startswith("Paused by an operator (by ops): ")
@@ -61,8 +67,8 @@ def test_a_paused_run_stops_within_a_batch_and_resumes_where_it_stopped():
     changed = {pk for pk in before if middle[pk] != before[pk]}
     run = Run.objects.get()
     assert run.state == Run.State.PAUSED
-    # The batch that saw the pause committed (it was already past its check);
-    # every worker stopped at its next batch: at most one more batch each.
+    # Batches already past their check commit; every worker stops at its next
+    # batch (on SQLite, a single writer, the operator's write waits for the batch).
     assert len(changed) == run.rows_done() <= 3 * 50 + 2 * 50
     assert not Shard.objects.filter(state=Shard.State.RUNNING).exists()
 
@@ -76,13 +82,11 @@ def test_a_paused_run_stops_within_a_batch_and_resumes_where_it_stopped():
 
 def test_a_cancelled_run_stops_and_keeps_what_it_did():
     fill(600)
+    cancel = set_state_after(2, "abandoned", "cancelled by ops")
     with pytest.raises(Interrupted) as cancelled:
-        rotate_directly(
-            workers=2,
-            batch_size=50,
-            verbosity=0,
-            batch_hook=set_state_after(2, "abandoned", "cancelled by ops"),
-        )
+        rotate_directly(workers=2, batch_size=50, verbosity=0, batch_hook=cancel)
+    for thread in cancel.threads:
+        thread.join()
     assert cancelled.value.returncode == CANCELLED_EXIT
     run = Run.objects.get()
     assert str(cancelled.value).startswith(
