@@ -8,6 +8,7 @@ from importlib import metadata
 
 import pytest
 
+from rotator.checks import MAX_BATCH_SIZE
 from rotator.management.commands import rotate_field
 from rotator.sizing import MAX_BATCH, MIN_BATCH
 
@@ -39,6 +40,7 @@ def test_help_gives_the_exit_codes():
 def test_help_names_database_url_the_batch_bounds_and_the_uuid_only_generator():
     text = " ".join(help_text().split())
     assert "DATABASE_URL" in text
+    assert f"1 to {MAX_BATCH_SIZE:,}" in text
     assert f"{MIN_BATCH:,} to {MAX_BATCH:,} rows" in text
     assert "'database' for gen_random_uuid() on PostgreSQL, UUID columns only" in text
 

@@ -16,6 +16,7 @@ from django.core.management.base import (
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils.connection import ConnectionDoesNotExist
 
+from rotator.checks import MAX_BATCH_SIZE
 from rotator.connectivity import check_reachable, explain_lost, explain_rotator_error
 from rotator.errors import RotatorError
 from rotator.runner import Options, rotate
@@ -90,7 +91,7 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=None,
-            help="Rows per batch transaction, at least 1 (default: adaptive, "
+            help=f"Rows per batch transaction, 1 to {MAX_BATCH_SIZE:,} (default: adaptive, "
             f"{MIN_BATCH:,} to {MAX_BATCH:,} rows, aiming at half a second per batch).",
         )
         parser.add_argument(
