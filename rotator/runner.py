@@ -274,8 +274,10 @@ def _as_rotator_error(exc: BaseException, target: Target, resume: str) -> BaseEx
         return exc
     if isinstance(exc, DatabaseError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return RotatorError(
+        error = RotatorError(
             f"database error while rotating {target.label}: {first}; "
             f"no batch was half-applied: {resume}"
         )
+        error.__cause__ = exc  # lets the command explain a pool timeout
+        return error
     return exc
