@@ -185,7 +185,11 @@ def _execute(
 
     seconds = progress.elapsed
     rows = progress.rotated
-    done = f"{run.rows_done():,}/{run.total_rows:,} rows of {target.label} rotated"
+    try:
+        committed = run.rows_done()
+    except DatabaseError:  # the server is gone: say what this session saw committed
+        committed = progress.done
+    done = f"{committed:,}/{run.total_rows:,} rows of {target.label} rotated"
     resume = f"run {options.resume_hint} again to resume run {run.pk}"
     if session.errors and not signals:
         raise _as_rotator_error(session.errors[0], target, f"{done}; {resume}")
