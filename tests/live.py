@@ -297,7 +297,9 @@ class ScratchServer:
 
     def start(self) -> None:
         options = f"-h '' -k {self.root} -c fsync=off -c full_page_writes=off"
-        self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log), "-w", "-o", options, "start")
+        self._run(
+            "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log), "-w", "-o", options, "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop")

@@ -125,9 +125,11 @@ def test_a_deadlock_with_an_application_transaction_is_retried(counted):
     assert deadlocks() > before
     assert report.finished, out + err
     assert counting.histogram() == {1: 2_000}
-    assert set(Ticket.objects.filter(pk__gte=ids[1000], pk__lte=ids[1499]).values_list(
-        "subject", flat=True
-    )) == {"app"}
+    assert set(
+        Ticket.objects.filter(pk__gte=ids[1000], pk__lte=ids[1499]).values_list(
+            "subject", flat=True
+        )
+    ) == {"app"}
 
 
 HOLD = 3.0  # seconds the application keeps its row lock, six lock timeouts

@@ -126,7 +126,9 @@ def test_every_surviving_row_is_rotated_exactly_once_while_the_application_works
     ]
     assert not overwritten, f"the rotator overwrote {len(overwritten)} tokens the app issued"
     # Rows inserted after the plan keep the token they were inserted with.
-    assert all(after[pk][0] == token and after[pk][2] == 0 for pk, token in traffic.inserted.items())
+    assert all(
+        after[pk][0] == token and after[pk][2] == 0 for pk, token in traffic.inserted.items()
+    )
     # The rotator never writes other columns.
     assert all(after[pk][1] == s for pk, s in traffic.subjects.items() if pk in after)
 

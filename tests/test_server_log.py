@@ -61,7 +61,9 @@ def server_log() -> Iterator[Callable[[], str]]:
         try:
             conn.execute(f"ALTER DATABASE {qn(name)} SET log_min_duration_statement = 0")
         except psycopg.errors.InsufficientPrivilege as exc:
-            pytest.skip(f"ALTER DATABASE ... SET log_min_duration_statement needs a superuser: {exc}")
+            pytest.skip(
+                f"ALTER DATABASE ... SET log_min_duration_statement needs a superuser: {exc}"
+            )
     _fresh_sessions()
     try:
         yield lambda: path.read_bytes()[size:].decode("utf-8", "replace").lower()
