@@ -251,7 +251,7 @@ def run(args: argparse.Namespace, command: str, echo: Echo) -> tuple[str, bool]:
 
 def main(argv: list[str]) -> int:
     args = parse(argv[1:])
-    command = shlex.join(["python", *argv])
+    command = shlex.join(["python", *sys.argv])  # as typed, --live included
     try:
         setup(NAME, admin=True)
         text, ok = run(args, command, Echo())
