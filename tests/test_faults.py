@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -27,6 +28,7 @@ from tests.live import (
     TABLE,
     TIMEOUT,
     Background,
+    ScratchServer,
     backend_pid,
     connect,
     deadlocks,
@@ -221,69 +223,105 @@ def test_while_blocked_the_progress_lines_name_the_lock_holder(counted):
     assert f"pid {holder_pid[0]}" in err, f"no line names the lock holder:\n{err}"
 
 
-@pytest.mark.slow
-def test_a_server_restart_mid_run_is_waited_out_by_the_same_invocation(tmp_path: Path):
-    rows = 100_000
-    with scratch_server() as server:
-        env = dict(os.environ, DATABASE_URL=server.url(), PYTHONUNBUFFERED="1")
-        env.pop("DJANGO_SETTINGS_MODULE", None)
+@dataclass
+class Scratch:
+    """100,000 counted tickets on a server of the test's own, and a rotation child to start."""
 
-        def manage_py(*args: str) -> None:
-            subprocess.run(manage(*args), cwd=ROOT, env=env, check=True, capture_output=True)
+    server: ScratchServer
+    env: dict[str, str]
+    out: Path
+    err: Path
+    rows: int = 100_000
+    child: subprocess.Popen | None = None
 
-        manage_py("migrate", "-v", "0")
-        manage_py("seed_tickets", "--count", str(rows), "-v", "0")
-        with server.connect() as conn:
-            for sql in counting._INSTALL["postgresql"]:
-                conn.execute(sql)
-
-        out, err = tmp_path / "out", tmp_path / "err"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            child = subprocess.Popen(
-                manage(
-                    "regenerate_token_async",
-                    "--workers",
-                    "4",
-                    "--batch-size",
-                    "1000",
-                    "--progress-interval",
-                    "0.5",
-                ),
+    def start(self, *args: str) -> subprocess.Popen:
+        command = manage("regenerate_token_async", "--workers", "4", "--batch-size", "1000")
+        with self.out.open("w") as stdout, self.err.open("w") as stderr:
+            self.child = subprocess.Popen(
+                [*command, "--progress-interval", "0.5", *args],
                 cwd=ROOT,
-                env=env,
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
             )
-        try:
-            deadline = time.monotonic() + TIMEOUT
-            done = 0
-            while done < rows // 5:
-                assert child.poll() is None, f"exited early:\n{out.read_text()}{err.read_text()}"
-                assert time.monotonic() < deadline, f"{done:,} rows after {TIMEOUT} s"
-                time.sleep(0.02)
-                with server.connect() as conn:
-                    done = conn.execute(
-                        "SELECT coalesce(sum(rows_done), 0) FROM rotator_shard"
-                    ).fetchone()[0]
-            assert done < rows, "the run ended before the restart; use more rows"
+        return self.child
 
-            server.stop("fast")
-            time.sleep(3)
-            server.start()
+    @property
+    def output(self) -> str:
+        return self.out.read_text() + self.err.read_text()
 
-            returncode = child.wait(60)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        assert returncode == 0, out.read_text() + err.read_text()
-        assert "finished." in out.read_text()
-        with server.connect() as conn:
-            counts = dict(
-                conn.execute(
-                    f"SELECT {counting.COLUMN}, count(*) FROM {TABLE} GROUP BY 1"
-                ).fetchall()
+    def rows_done(self) -> int:
+        with self.server.connect() as conn:
+            return conn.execute("SELECT coalesce(sum(rows_done), 0) FROM rotator_shard").fetchone()[
+                0
+            ]
+
+    def wait_for_rows(self, at_least: int) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while (done := self.rows_done()) < at_least:
+            assert self.child is not None and self.child.poll() is None, self.output
+            assert time.monotonic() < deadline, f"{done:,} rows after {TIMEOUT} s"
+            time.sleep(0.02)
+        assert done < self.rows, "the run ended before the fault; use more rows"
+
+    def histogram(self) -> dict[int, int]:
+        with self.server.connect() as conn:
+            found = conn.execute(
+                f"SELECT {counting.COLUMN}, count(*) FROM {TABLE} GROUP BY 1"
+            ).fetchall()
+        return dict(found)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Scratch]:
+    with scratch_server() as server:
+        env = dict(os.environ, DATABASE_URL=server.url(), PYTHONUNBUFFERED="1")
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        setup = Scratch(server, env, tmp_path / "out", tmp_path / "err")
+        for args in (("migrate",), ("seed_tickets", "--count", str(setup.rows))):
+            subprocess.run(
+                manage(*args, "-v", "0"), cwd=ROOT, env=env, check=True, capture_output=True
             )
-        assert counts == {1: rows}
+        with server.connect() as conn:
+            for sql in counting._INSTALL["postgresql"]:
+                conn.execute(sql)
+        try:
+            yield setup
+        finally:
+            if setup.child is not None and setup.child.poll() is None:
+                setup.child.kill()
+                setup.child.wait()
+
+
+@pytest.mark.slow
+def test_a_server_restart_mid_run_is_waited_out_by_the_same_invocation(scratch):
+    child = scratch.start("--reconnect-timeout", "30")
+    scratch.wait_for_rows(scratch.rows // 5)
+
+    scratch.server.stop("fast")
+    time.sleep(3)
+    scratch.server.start()
+
+    assert child.wait(60) == 0, scratch.output
+    assert "finished." in scratch.out.read_text()
+    assert scratch.histogram() == {1: scratch.rows}
+
+
+@pytest.mark.slow
+def test_a_server_that_stays_down_ends_the_run_with_one_line_and_a_resume_hint(scratch):
+    child = scratch.start("--reconnect-timeout", "3")
+    scratch.wait_for_rows(scratch.rows // 5)
+
+    scratch.server.stop("fast")
+    started = time.monotonic()
+    returncode = child.wait(30)
+    waited = time.monotonic() - started
+
+    assert returncode not in (0, None), scratch.output
+    assert waited >= 3, f"gave up after {waited:.1f} s, before --reconnect-timeout 3"
+    err = scratch.err.read_text()
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert "regenerate_token_async" in last and "resume" in last, last
