@@ -50,8 +50,9 @@ def keys() -> list[int]:
 
 def vanished(out: str) -> int | None:
     """The summary's count of rows deleted before the run reached them."""
-    found = re.search(r"([\d,]+) (?:rows? )?(?:\w+ )?vanished", out) or re.search(
-        r"vanished\D{0,20}([\d,]+)", out
+    number = r"(\d{1,3}(?:,\d{3})+|\d+)\b"
+    found = re.search(number + r" (?:rows? )?(?:\w+ )?vanished", out) or re.search(
+        r"vanished[:=]? " + number, out
     )
     return int(found.group(1).replace(",", "")) if found else None
 
