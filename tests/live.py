@@ -233,6 +233,8 @@ class Application:
                 self.traffic.subjects[pk] = subject
 
     def _insert(self, conn: psycopg.Connection, rng: random.Random) -> None:
+        if _ahead_of_cursors(conn, rng, 1) is None:
+            return  # not before the plan: a row inserted then would be a planned row
         token = uuid.uuid4()
         (pk,) = conn.execute(
             f"INSERT INTO {TABLE} (token, subject, created_at) VALUES (%s, 'inserted', now()) "

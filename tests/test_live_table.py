@@ -94,7 +94,7 @@ def test_a_delete_committed_while_a_batch_waits_on_it_does_not_end_the_shard(cou
     assert vanished(out) == 1, out
 
 
-ROWS = 30_000
+ROWS = 20_000
 BATCH = 100
 
 
@@ -128,11 +128,13 @@ def test_every_surviving_row_is_rotated_exactly_once_while_the_application_works
     twice = [pk for pk in traffic.retokened if pk in after and not 1 <= after[pk][2] <= 2]
     assert not twice, f"{len(twice)} re-tokened rows changed 0 or more than 2 times"
     # Rows inserted after the plan keep the token they were inserted with.
-    assert all(
-        after[pk][0] == token and after[pk][2] == 0 for pk, token in traffic.inserted.items()
-    )
+    high_water = int(Run.objects.get().high_water)
+    assert min(traffic.inserted) > high_water
+    changed = [pk for pk, t in traffic.inserted.items() if after[pk][0] != t or after[pk][2]]
+    assert not changed, f"{len(changed)} rows inserted during the run were rotated"
     # The rotator never writes other columns.
-    assert all(after[pk][1] == s for pk, s in traffic.subjects.items() if pk in after)
+    lost = [pk for pk, s in traffic.subjects.items() if pk in after and after[pk][1] != s]
+    assert not lost, f"{len(lost)} subjects the app wrote were lost"
 
     count = vanished(out)
     assert count is not None, f"the summary does not count vanished rows:\n{out}"
