@@ -76,18 +76,13 @@ class Lease:
 
     shard_id: int
     index: int
-    lower: Any
-    upper: Any
-    cursor: Any
+    lower: str | None  # keys as the database's own values, as text
+    upper: str
     cursor_text: str | None
     rows_done: int
     rows_planned: int
     owner: Owner
     took_over: str = ""  # the previous owner, when the shard was taken from a dead one
-
-    @property
-    def start(self) -> Any:
-        return self.cursor if self.cursor is not None else self.lower
 
     def mine(self) -> Q:
         """The shard row, if this lease still owns it."""
@@ -155,9 +150,8 @@ def claim(target: Target, builder: Builder, run_id: int, owner: Owner) -> Lease 
         return Lease(
             shard_id=shard.pk,
             index=shard.index,
-            lower=target.key_from_text(shard.lower),
-            upper=target.key_from_text(shard.upper),
-            cursor=target.key_from_text(shard.cursor),
+            lower=shard.lower,
+            upper=shard.upper,
             cursor_text=shard.cursor,
             rows_done=shard.rows_done,
             rows_planned=shard.rows_planned,

@@ -48,7 +48,7 @@ def print_dry_run(
             for s in run.shards.all()
         ]
     else:
-        plan = make_plan(target, shards)
+        plan = make_plan(target, builder, shards)
         out.write(f"Would plan a new run: {plan.total_rows:,} rows, keys up to {plan.high_water}")
         rows = [(s.index, s.lower, s.upper, s.rows, "pending") for s in plan.shards]
     out.write(f"Shards: {len(rows)}")

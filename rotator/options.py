@@ -23,5 +23,7 @@ class Options:
     lock_timeout: float = 2.0
     #: Seconds to wait for the database to come back after a lost connection.
     reconnect_timeout: float = 60.0
+    #: Give NULL rows a value too (by default NULL, "no credential issued", stays NULL).
+    fill_nulls: bool = False
     #: Called inside every batch transaction, after the UPDATE (a test seam).
     batch_hook: Callable[[Any], None] | None = None
