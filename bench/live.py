@@ -54,6 +54,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=3, help="Application threads (3).")
     parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Passed to the rotator (default: its adaptive size, aiming at 0.5 s a batch).",
+    )
+    parser.add_argument(
         "--app-seconds",
         type=float,
         default=None,
@@ -85,7 +91,7 @@ def database_url() -> str:
     return f"postgres://{auth}@{host}:{info.get('port') or 5432}/{info['dbname']}"
 
 
-def rotate(rows: int, workers: int, echo: Echo) -> Rotation:
+def rotate(rows: int, workers: int, batch_size: int | None, echo: Echo) -> Rotation:
     """``regenerate_token_async`` in a child process, timed from spawn to exit, verified."""
     from bench import table
 
@@ -93,6 +99,8 @@ def rotate(rows: int, workers: int, echo: Echo) -> Rotation:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     command = [sys.executable, "-W", "ignore", str(ROOT / "manage.py"), "regenerate_token_async"]
     command += ["--workers", str(workers), "--progress-interval", "5"]
+    if batch_size is not None:
+        command += ["--batch-size", str(batch_size)]
     started = time.perf_counter()
     proc = subprocess.run(
         command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -187,7 +195,9 @@ def report(
             "",
             f"- Command: `{command}`",
             f"- PostgreSQL {server.version}, {server.where}; {os.cpu_count()} CPUs",
-            f"- {args.rows:,} rows; rotator `--workers {args.workers}` (lock timeout "
+            f"- {args.rows:,} rows; rotator `--workers {args.workers}"
+            + (f" --batch-size {args.batch_size}" if args.batch_size else "")
+            + "` (lock timeout "
             f"{lock_timeout:g} s); application: {args.rate:g} statements/s in {args.threads} "
             "threads, half `UPDATE ... SET subject` and half `SELECT` of one random ticket each",
             "",
@@ -229,7 +239,7 @@ def run(args: argparse.Namespace, command: str, echo: Echo) -> tuple[str, bool]:
         table.prepare_schema()
         fresh_table(args.rows, echo)
         echo("rotation alone ...")
-        quiet = rotate(args.rows, args.workers, echo)
+        quiet = rotate(args.rows, args.workers, args.batch_size, echo)
         echo(f"  {quiet.seconds:,.2f} s, {quiet.verdict}")
         seconds = args.app_seconds or max(10.0, quiet.seconds)
         echo(f"application alone for {seconds:,.0f} s ...")
@@ -239,7 +249,7 @@ def run(args: argparse.Namespace, command: str, echo: Echo) -> tuple[str, bool]:
         fresh_table(args.rows, echo)
         echo("rotation + application ...")
         with Application(args.rate, args.threads, args.rows) as app:
-            loaded = rotate(args.rows, args.workers, echo)
+            loaded = rotate(args.rows, args.workers, args.batch_size, echo)
         during = app.samples
         echo(f"  {loaded.seconds:,.2f} s, {loaded.verdict}")
         text = report(args, command, alone, quiet, loaded, during)
