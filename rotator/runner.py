@@ -28,9 +28,10 @@ from .errors import Interrupted, RotatorError, RunStopped
 from .generators import Generator, resolve_generator
 from .models import Run
 from .options import Options
-from .progress import Progress, Stream, format_duration
+from .progress import Progress, Stream, check_progress_options, format_duration
 from .sql import Builder, builder_for
 from .target import Target
+from .throttle import Throttle, check_throttle_options
 
 try:
     import uvloop
@@ -60,8 +61,10 @@ def _generator_spec(options: Options, run: Run | None) -> str | None:
 
 def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report:
     check_options(options)
+    check_progress_options(options)  # ops
     connection = connections[target.alias]
     check_database(target.alias, options.workers)
+    check_throttle_options(options, target.alias)  # ops
     builder = builder_for(connection)
 
     unfinished = runs.active_run(target)
@@ -150,6 +153,9 @@ def _execute(
         tty=options.tty,
         interval=options.progress_interval,
         desc=target.label,
+        mode=options.progress,  # ops
+        run_id=run.pk,  # ops
+        workers=workers,  # ops
     )
     session = Session(
         job=Job(
@@ -165,6 +171,7 @@ def _execute(
         progress=progress,
         batch_size=options.batch_size,
         reconnect_timeout=options.reconnect_timeout,
+        throttle=Throttle.from_options(options, target.alias, progress),  # ops
     )
     signals: list[int] = []
     loop_factory = uvloop.new_event_loop if uvloop is not None else None

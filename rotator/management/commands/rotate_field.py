@@ -87,6 +87,36 @@ class Command(BaseCommand):
             default=5.0,
             help="Seconds between progress lines when the output is not a terminal (default 5).",
         )
+        parser.add_argument(
+            "--progress",
+            choices=["auto", "bar", "plain", "json", "none"],
+            default="auto",
+            help="Progress on stderr: a bar, plain log lines (with time and run), one JSON "
+            "object per line, or none (default auto: a bar on a terminal, plain lines otherwise).",
+        )
+        parser.add_argument(
+            "--max-rate",
+            type=float,
+            default=None,
+            metavar="ROWS_PER_S",
+            help="Rotate at most this many rows per second, all workers of this process "
+            "together (default: no limit).",
+        )
+        parser.add_argument(
+            "--pause-when",
+            default=None,
+            metavar="DOTTED_PATH",
+            help="A callable checked between batches (at most once a second) that returns None, "
+            "or a reason string to make every worker wait while it does.",
+        )
+        parser.add_argument(
+            "--max-replication-lag",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="PostgreSQL only: wait while a standby's replay lag "
+            "(pg_stat_replication.replay_lag) is above this many seconds.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         label = self.target or options["field"]
@@ -127,6 +157,10 @@ class Command(BaseCommand):
                 progress_interval=options["progress_interval"],
                 lock_timeout=options["lock_timeout"],
                 reconnect_timeout=options["reconnect_timeout"],
+                progress=options["progress"],
+                max_rate=options["max_rate"],
+                pause_when=options["pause_when"],
+                max_replication_lag=options["max_replication_lag"],
                 resume_hint=f"`{resume}`",
             ),
             out=self.stdout,
