@@ -304,9 +304,11 @@ def test_a_server_restart_mid_run_is_waited_out_by_the_same_invocation(scratch):
     time.sleep(3)
     scratch.server.start()
 
-    assert child.wait(60) == 0, scratch.output
+    returncode = child.wait(60)
+    counts = scratch.histogram()
+    assert returncode == 0, f"{scratch.output}\nrotations per row: {counts}"
     assert "finished." in scratch.out.read_text()
-    assert scratch.histogram() == {1: scratch.rows}
+    assert counts == {1: scratch.rows}
 
 
 @pytest.mark.slow
