@@ -68,6 +68,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--csv", type=Path, default=None, help="Also write the results as CSV to this path."
     )
     parser.add_argument(
+        "--live",
+        action="store_true",
+        help="Instead: an application's latency during a rotation and the rotation's speed "
+        "under that load (bench/live.py; see python bench/live.py --help).",
+    )
+    parser.add_argument(
         "--memory",
         action="store_true",
         help=f"Instead: rotator's peak RSS (--workers 4) at --rows and "
@@ -196,6 +202,10 @@ def _benchmark(
 
 
 def main(argv: list[str]) -> int:
+    if "--live" in argv[1:]:
+        from .live import main as live
+
+        return live([argv[0], *(a for a in argv[1:] if a != "--live")])
     args = parse(argv[1:])
     command = shlex.join(["python", *argv])
     echo = Echo()
