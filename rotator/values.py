@@ -52,9 +52,8 @@ class ValueRefused(RotatorError):
     def __init__(self, reason: str, *, started: bool = True) -> None:
         self.reason = reason
         then = (
-            "no batch was half-applied; fix it, then run the command again to resume"
-            if started
-            else "nothing was changed"
+            # the engine adds the rows done and the command that resumes
+            "no batch was half-applied, fix it first" if started else "nothing was changed"
         )
         super().__init__(f"{reason}; {then}")
 
