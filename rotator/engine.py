@@ -122,7 +122,7 @@ async def _reconnect(session: Session, worker: int, fault: Fault) -> None:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise RotatorError(
                     f"the database was unreachable for {session.reconnect_timeout:g} s "
-                    f"({first}); every committed batch is kept, run the command again to resume"
+                    f"({first}); every committed batch is kept"
                 ) from exc
             await _sleep(session, pause)
             pause = min(2.0, pause * 2)
@@ -189,7 +189,7 @@ async def _work_shard(
                 raise RotatorError(
                     f"{fault.what} {retries.count} times in a row on shard {lease.index} of "
                     f"{job.target.label} over {retries.seconds:.0f} s; every committed batch "
-                    "is kept, run the command again to resume"
+                    "is kept"
                 ) from exc
             if fault.shrinks:
                 sizer.shrink()

@@ -15,16 +15,20 @@ import contextlib
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections
 
 from . import claims, runs
 from .batch import Job
 from .checks import check_database, check_options
-from .dryrun import print_dry_run
+from .dryrun import print_dry_run, value_notes
 from .engine import Session, work
 from .errors import Interrupted, RotatorError, RunStopped
+from .faults import Kind
 from .fingerprints import record as record_fingerprints
 from .generators import Generator, resolve_generator
 from .models import Run
@@ -38,6 +42,8 @@ try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is optional (no Windows wheels)
     uvloop = None
+
+T = TypeVar("T")
 
 #: Exit statuses of a run stopped from elsewhere (see README).
 PAUSED_EXIT = 3
@@ -114,6 +120,8 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
                 f"{verb} run {run.pk}: {about}{run.total_rows:,} rows of {target.label} in "
                 f"{run.shards.count()} shards (keys up to {run.high_water})."
             )
+            for line in value_notes(target, options, generator):
+                out.write(line)
     else:
         paused = run.state == Run.State.PAUSED
         runs.resume_paused(run)
@@ -182,13 +190,21 @@ def _execute(
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_main(session, workers, signals))
         stopped = bool(signals) or session.stopped is not None
-        finished = not stopped and not session.errors and runs.finish_if_complete(run)
+        finished = (
+            not stopped
+            and not session.errors
+            and _reconnecting(builder, target, options, runs.finish_if_complete, run)
+        )
     finally:
         progress.close()
 
     seconds = progress.elapsed
     rows = progress.rotated
-    done = f"{run.rows_done():,}/{run.total_rows:,} rows of {target.label} rotated"
+    try:
+        committed = _reconnecting(builder, target, options, run.rows_done)
+    except DatabaseError:  # the server is gone: say what this session saw committed
+        committed = progress.done
+    done = f"{committed:,}/{run.total_rows:,} rows of {target.label} rotated"
     resume = f"run {options.resume_hint} again to resume run {run.pk}"
     if session.errors and not signals:
         raise _as_rotator_error(session.errors[0], target, f"{done}; {resume}")
@@ -212,6 +228,24 @@ def _execute(
             where = f" by {', '.join(others)}" if others else ""
             out.write(f"Its remaining shards are being rotated{where}.")
     return Report(run.pk, rows, seconds, finished)
+
+
+def _reconnecting(
+    builder: Builder, target: Target, options: Options, fn: Callable[..., T], *args: Any
+) -> T:
+    """Call ``fn`` on the command's own connection, which a server restart may have
+    killed while the workers ran: reopen it, within the reconnect timeout."""
+    deadline = time.monotonic() + options.reconnect_timeout
+    while True:
+        try:
+            return fn(*args)
+        except DatabaseError as exc:
+            fault = builder.fault(exc)
+            if fault is None or fault.kind is not Kind.CONNECTION or time.monotonic() > deadline:
+                raise
+            with contextlib.suppress(Exception):
+                connections[target.alias].close()
+            time.sleep(0.5)
 
 
 def _accounting(run: Run) -> str | None:
@@ -273,12 +307,19 @@ async def _main(session: Session, workers: int, signals: list[int]) -> None:
 
 
 def _as_rotator_error(exc: BaseException, target: Target, resume: str) -> BaseException:
-    if isinstance(exc, RotatorError):
+    if isinstance(exc, Interrupted):
         return exc
+    if isinstance(exc, RotatorError):
+        error = RotatorError(f"{exc}; {resume}")
+        error.returncode = exc.returncode
+        error.__cause__ = exc.__cause__
+        return error
     if isinstance(exc, DatabaseError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return RotatorError(
+        error = RotatorError(
             f"database error while rotating {target.label}: {first}; "
             f"no batch was half-applied: {resume}"
         )
+        error.__cause__ = exc  # lets the command explain a pool timeout
+        return error
     return exc

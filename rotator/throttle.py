@@ -189,8 +189,7 @@ class Throttle:
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [""])[0]
                 raise RotatorError(
-                    f"{label} raised {type(exc).__name__}: {first}; fix it, then run the "
-                    "command again to resume"
+                    f"{label} raised {type(exc).__name__}: {first}; fix it first"
                 ) from exc
             if reason is None or reason == "":
                 continue

@@ -229,6 +229,7 @@ def test_a_progress_interval_that_is_not_a_positive_number_is_refused(interval):
         check_progress_options(Options(progress_interval=interval))
 
 
+@pytest.mark.django_db
 def test_the_command_refuses_a_negative_progress_interval_in_one_line():
     with pytest.raises(CommandError) as refused:
         call_command("regenerate_token_async", "--progress-interval", "-1", stdout=io.StringIO())

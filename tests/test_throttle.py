@@ -101,8 +101,8 @@ def test_ctrl_c_ends_a_pause_at_once():
     [
         (
             "tests.pausing.broken",
-            "--pause-when 'tests.pausing.broken' raised ValueError: no such metric; fix it, "
-            "then run the command again to resume",
+            # The runner adds the rows done and the command that resumes.
+            "--pause-when 'tests.pausing.broken' raised ValueError: no such metric; fix it first",
         ),
         (
             "tests.pausing.wrong_type",
