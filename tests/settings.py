@@ -6,6 +6,11 @@ from asyncproj.settings import INSTALLED_APPS
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 
 # Issue 7's fields: a test app of them, and django-oauth-toolkit's real ones.
-INSTALLED_APPS += ["django.contrib.auth", "oauth2_provider", "tests.fieldapp"]
+# (The demo project already installs django.contrib.auth for its admin.)
+INSTALLED_APPS += [
+    app
+    for app in ("django.contrib.auth", "oauth2_provider", "tests.fieldapp")
+    if app not in INSTALLED_APPS
+]
 # Hashing fields hash in the tests too; MD5 keeps that fast (never for real passwords).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
