@@ -13,12 +13,14 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .base import Builder
 from .generic import GenericBuilder
+from .mysql import MySQLBuilder
 from .postgresql import PostgreSQLBuilder
 from .sqlite import SQLiteBuilder
 
 BUILDERS: dict[str, type[Builder]] = {
     "postgresql": PostgreSQLBuilder,
     "sqlite": SQLiteBuilder,
+    "mysql": MySQLBuilder,
 }
 
 
