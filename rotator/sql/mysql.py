@@ -269,15 +269,30 @@ class MySQLBuilder(Builder):
         )
 
     def prepare_session(self, connection: BaseDatabaseWrapper) -> None:
-        """Session guards, once per server connection."""
+        """Session guards, once per server connection (first outside any transaction)."""
         raw = connection.connection
         if getattr(raw, "_rotator_ready", False):
             return
         with contextlib.closing(raw.cursor()) as cur:
             cur.execute(f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}")
+            cur.execute("SELECT @@log_bin, @@session.binlog_format")
+            log_bin, binlog_format = cur.fetchone()
+            if log_bin and str(binlog_format).upper() == "STATEMENT":
+                # Statement form would copy LOAD DATA's values into the binary log
+                # and replay RANDOM_BYTES() with other results on replicas.
+                try:
+                    cur.execute("SET SESSION binlog_format = 'ROW'")
+                except MySQLdb.MySQLError as exc:
+                    raise RotatorError(
+                        f"binlog_format is STATEMENT and this user cannot set it to ROW for "
+                        f"its session ({exc.args[0]}); grant BINLOG ADMIN (or SUPER), or set "
+                        "binlog_format=MIXED or ROW on the server"
+                    ) from None
         raw._rotator_ready = True
 
     def connection_id(self, connection: BaseDatabaseWrapper) -> str:
+        # Called on each worker's fresh connection before its first transaction.
+        self.prepare_session(connection)
         return f"mysql:id={connection.connection.thread_id()}"
 
     def interrupt(self, connection: BaseDatabaseWrapper) -> None:
