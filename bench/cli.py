@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 from django.db import DatabaseError
 
 from .bootstrap import BenchError, setup
-from .contenders import BUDGET, CONTENDERS, MEMORY, PER_ROW_SAMPLE, PILOT, Contender, select
+from .contenders import (
+    BUDGET,
+    CONTENDERS,
+    MEMORY,
+    PER_ROW_SAMPLE,
+    PILOT,
+    Contender,
+    for_vendor,
+    select,
+)
 from .database import NAME
 
 if TYPE_CHECKING:
@@ -51,6 +60,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=1,
         help="Runs of each contender, alternating between contenders; the "
         "table shows the median (default 1).",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Server to benchmark on: postgres://..., mysql://... (MariaDB or MySQL) or "
+        "sqlite:///... (default: DATABASE_URL, else the embedded PostgreSQL). Each database's "
+        "own floor is measured in the same run.",
     )
     parser.add_argument(
         "--only",
@@ -91,7 +107,7 @@ def _header(command: str, rows: str, repeat: int, mode: str, server: Server) -> 
         f"- Command: `{command}`",
         f"- Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}, Django {django.get_version()}",
-        f"- PostgreSQL {server.version}, {server.where}; {settings}",
+        f"- {server.version}, {server.where}; {settings}",
         f"- Rows: {rows} per contender, each on a fresh table (COPY seed, VACUUM ANALYZE, "
         "CHECKPOINT) with autovacuum off, in a database the benchmark creates and drops",
         f"- Repeats: {repeat}, contenders alternating; Wall is the median"
@@ -193,9 +209,13 @@ def main(argv: list[str]) -> int:
     args = parse(argv[1:])
     command = shlex.join(["python", *argv])
     echo = Echo()
+    if args.database_url:
+        # Before Django reads its settings; the contenders' child processes inherit it.
+        os.environ["DATABASE_URL"] = args.database_url
     try:
         contenders = select(args.only)
         setup(NAME, admin=True)
+        contenders = for_vendor(contenders)
         text, failed = _benchmark(args, command, contenders, echo)
         print(text)
         if failed:
