@@ -1,10 +1,15 @@
 """One batch: new values for the next keyset window and its checkpoint, in one transaction.
 
 Runs in a worker's own thread on that thread's own connection. The shard's
-cursor only moves in the transaction that rotated the rows, and only if this
-worker still owns the shard and the cursor is where it left it; otherwise
-everything rolls back. So a batch is applied exactly once or not at all,
-whatever kills the process and whenever.
+cursor only moves in the transaction that rotated the rows, only while the
+run is active, and only if this worker still owns the shard and the cursor is
+where it left it; otherwise everything rolls back. So a batch is applied
+exactly once or not at all, whatever kills the process and whenever.
+
+Whether the shard is done is decided by the window (fewer keys than asked
+for), never by the number of rows updated: a row deleted by the application
+between the window's snapshot and the UPDATE is counted as vanished, not
+taken for the end of the shard.
 """
 
 from __future__ import annotations
@@ -12,19 +17,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from django.db import IntegrityError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from .claims import Lease
-from .errors import RotatorError, ShardLost
-from .generators import Generator
-from .models import Shard
+from .errors import RotatorError, RunStopped, ShardLost
+from .generators import Generator, Tokens
+from .models import Run, Shard
 from .sql import Builder
+from .sql.base import Window
 from .target import Target
 
-MAX_ATTEMPTS = 5
+#: Rounds of fresh values for rows whose new value was already taken, per batch.
+MAX_ROUNDS = 20
+#: The server ends a batch transaction left idle this long (a frozen process).
+IDLE_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -32,61 +42,116 @@ class Job:
     target: Target
     generator: Generator
     builder: Builder
+    run_id: int
+    lock_timeout: float = 2.0
+    fill_nulls: bool = False
     #: Called inside each batch's transaction, after the UPDATE (tests use it).
     hook: Callable[[Lease], None] | None = None
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    rows: int
+    rows: int  # rotated
+    seen: int  # rows in the window
+    vanished: int  # deleted by someone else before the batch reached them
+    kept: int  # re-valued by someone else while the batch ran: their value stays
+    nulls: int  # NULL rows left NULL
     done: bool
     seconds: float
-    collisions: int
+    collisions: int  # rows that needed another new value
+
+
+def tokens_for(job: Job, n: int) -> Tokens | None:
+    """``n`` new values; for a unique field, distinct among themselves."""
+    tokens = job.generator.tokens(n)
+    if tokens is None or tokens.values is None or not job.target.field.unique:
+        return tokens
+    values = tokens.values
+    try:
+        distinct = set(values)
+    except TypeError:  # unhashable values: the database's unique index decides
+        return tokens
+    for _ in range(MAX_ROUNDS):
+        if len(distinct) == len(values):
+            break
+        seen: set[Any] = set()
+        repeats = [i for i, v in enumerate(values) if v in seen or seen.add(v)]
+        spare = job.generator.tokens(len(repeats))
+        for i, value in zip(repeats, spare.values if spare else [], strict=False):
+            values[i] = value
+        distinct = set(values)
+    return Tokens(len(values), values=values)
+
+
+def _check_run(job: Job) -> None:
+    state, reason = (
+        Run.objects.using(job.target.alias)
+        .filter(pk=job.run_id)
+        .values_list("state", "stop_reason")
+        .get()
+    )
+    if state != Run.State.ACTIVE:
+        raise RunStopped(state, reason)
 
 
 def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
-    target = job.target
+    target, builder = job.target, job.builder
     started = time.perf_counter()
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            rows, done = _apply(job, lease, limit)
-        except IntegrityError as exc:
-            if not job.builder.is_unique_violation(exc):
-                raise
-            continue
-        return BatchResult(rows, done, time.perf_counter() - started, attempt)
-    raise RotatorError(
-        f"new values for {target.label} collided with existing ones {MAX_ATTEMPTS} times in a "
-        f"row (shard {lease.index}); check that generator {job.generator.name!r} makes unique "
-        "values, then run the command again to resume"
-    )
-
-
-def _apply(job: Job, lease: Lease, limit: int) -> tuple[int, bool]:
-    target = job.target
-    tokens = job.generator.tokens(limit)
+    window = Window(lease.cursor_text or lease.lower, lease.upper, limit)
+    tokens = tokens_for(job, builder.tokens_needed(target, window))
+    connection = connections[target.alias]
     with transaction.atomic(using=target.alias):
-        connection = connections[target.alias]
-        rows, last = job.builder.rotate(connection, target, lease.start, lease.upper, limit, tokens)
-        done = rows < limit
-        cursor = lease.cursor if last is None else target.pk.to_python(last)
-        cursor_text = lease.cursor_text if last is None else target.key_to_text(cursor)
-        now = timezone.now()
+        builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
+        _check_run(job)
+        outcome = builder.rotate(connection, target, window, tokens, job.fill_nulls)
+        rotated, missed, collided = outcome.rotated, list(outcome.missed), outcome.collided
+        collisions = len(collided)
+        for _ in range(MAX_ROUNDS):
+            if not collided:
+                break
+            again = builder.rotate_keys(
+                connection, target, collided, tokens_for(job, len(collided)), job.fill_nulls
+            )
+            rotated += again.rotated
+            missed += again.missed
+            collided = again.collided
+            collisions += len(collided)
+        if collided:
+            raise RotatorError(
+                f"{len(collided):,} rows of {target.label} found no free value in {MAX_ROUNDS} "
+                f"rounds of generator {job.generator.name!r} (shard {lease.index}): its values "
+                "are nearly all taken; use a generator with a larger value space"
+            )
+        kept = builder.count_present(connection, target, missed) if missed else 0
+        done = outcome.seen < window.limit
+        cursor = outcome.last if outcome.last is not None else lease.cursor_text
         moved = (
             Shard.objects.using(target.alias)
-            .filter(pk=lease.shard_id, owner=lease.owner, cursor=lease.cursor_text)
+            .filter(lease.mine(), cursor=lease.cursor_text)
             .update(
-                cursor=cursor_text,
-                rows_done=F("rows_done") + rows,
-                heartbeat_at=now,
+                cursor=cursor,
+                rows_done=F("rows_done") + rotated,
+                rows_vanished=F("rows_vanished") + (len(missed) - kept),
+                rows_kept=F("rows_kept") + kept,
+                rows_null=F("rows_null") + outcome.nulls,
+                heartbeat_at=Now(),
                 state=Shard.State.DONE if done else Shard.State.RUNNING,
-                finished_at=now if done else None,
+                finished_at=Now() if done else None,
             )
         )
         if moved != 1:
             raise ShardLost(lease.index)
         if job.hook is not None:
             job.hook(lease)
-    lease.cursor, lease.cursor_text = cursor, cursor_text
-    lease.rows_done += rows
-    return rows, done
+    lease.cursor_text = cursor
+    lease.rows_done += rotated
+    return BatchResult(
+        rows=rotated,
+        seen=outcome.seen,
+        vanished=len(missed) - kept,
+        kept=kept,
+        nulls=outcome.nulls,
+        done=done,
+        seconds=time.perf_counter() - started,
+        collisions=collisions,
+    )

@@ -1,33 +1,73 @@
-"""Which worker works which shard, across threads, processes and hosts.
+"""Which worker works which shard, across threads, processes, hosts and containers.
 
-A worker claims a shard with a conditional UPDATE (the row must still look
-as it did when read), so two claimants never both win. A running shard can
-be taken over when its owner is gone: a process on this host that no longer
-exists (kill -9), or an owner whose heartbeat is older than the lease. Every
-batch re-checks ownership inside its own transaction (see batch.py), so even
-a wrongly judged takeover cannot rotate a row twice.
+A worker claims a shard by locking its row (``SKIP LOCKED``: a row someone
+else holds, an operator's open transaction say, is passed over, not waited
+for) and writing itself in as the owner. Whether a running shard's owner is
+still alive is the database's answer, never a guess from host names, pids or
+two machines' clocks:
+
+- PostgreSQL: the owner holds a session advisory lock on its own connection.
+  The lock dies with the backend, so "alive" means "its database session is
+  alive". A claimant that gets the lock has proved the owner gone.
+- Elsewhere: heartbeats written and compared with the database clock
+  (``Now()``), plus, for a process on this host, whether its pid exists.
+
+Every batch re-checks ownership and the cursor inside its own transaction
+(see batch.py), so even a wrong take-over could not rotate a row twice.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Q
-from django.utils import timezone
+from django.db import connections, transaction
+from django.db.models import BooleanField, Case, DateTimeField, ExpressionWrapper, Q, Value, When
+from django.db.models.functions import Now
 
 from .models import Run, Shard
 from .processes import pid_alive
+from .sql import Builder
 from .target import Target
 
+#: Without locks, a shard whose heartbeat (by the database clock) is older is orphaned.
 LEASE = timedelta(seconds=60)
 HOST = socket.gethostname()
-#: Sessions running in this process; a shard owned by this pid under any other
+#: Sessions running in this process: a shard owned by this pid under any other
 #: session was left behind by an earlier, finished session (in-process reruns).
 LIVE_SESSIONS: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """One worker of one invocation; ``session`` is random, so never shared by two processes."""
+
+    worker: int
+    session: str = field(default_factory=lambda: uuid.uuid4().hex)
+    host: str = HOST
+    pid: int = field(default_factory=os.getpid)
+
+    def columns(self, backend: int | None) -> dict[str, Any]:
+        return {
+            "owner_session": self.session,
+            "owner_worker": self.worker,
+            "owner_host": self.host,
+            "owner_pid": self.pid,
+            "owner_backend": backend,
+        }
+
+
+NO_OWNER = {
+    "owner_session": "",
+    "owner_worker": None,
+    "owner_host": "",
+    "owner_pid": None,
+    "owner_backend": None,
+}
 
 
 @dataclass
@@ -36,75 +76,107 @@ class Lease:
 
     shard_id: int
     index: int
-    lower: Any
-    upper: Any
-    cursor: Any
+    lower: str | None  # keys as the database's own values, as text
+    upper: str
     cursor_text: str | None
     rows_done: int
     rows_planned: int
-    owner: str
+    owner: Owner
+    took_over: str = ""  # the previous owner, when the shard was taken from a dead one
 
-    @property
-    def start(self) -> Any:
-        return self.cursor if self.cursor is not None else self.lower
-
-
-def owner_name(session: str, worker: int) -> str:
-    return f"{HOST}:{os.getpid()}:{session}:w{worker}"
+    def mine(self) -> Q:
+        """The shard row, if this lease still owns it."""
+        return Q(pk=self.shard_id, owner_session=self.owner.session, owner_worker=self.owner.worker)
 
 
-def owner_gone(shard: Shard, now: Any) -> bool:
-    if not shard.owner:
-        return True
-    host, pid, session, _ = (shard.owner.split(":") + ["", "", ""])[:4]
-    if host == HOST and pid.isdigit():
-        if int(pid) == os.getpid():
-            return session not in LIVE_SESSIONS
-        if not pid_alive(int(pid)):
-            return True
-    return shard.heartbeat_at is None or now - shard.heartbeat_at > LEASE
+def _with_freshness(shards: Any) -> Any:
+    """Annotate ``fresh``: the heartbeat is within the lease, by the database clock."""
+    cutoff = ExpressionWrapper(Now() - Value(LEASE), output_field=DateTimeField())
+    return shards.annotate(
+        fresh=Case(
+            When(heartbeat_at__gte=cutoff, then=True), default=False, output_field=BooleanField()
+        )
+    )
 
 
-def claim(target: Target, run_id: int, owner: str) -> Lease | None:
+def owner_alive(shard: Shard, builder: Builder, connection: Any, fresh: bool) -> bool:
+    """Is the owner of a running shard alive? ``fresh``: its heartbeat is within the lease."""
+    if not shard.owner_session:
+        return False
+    held = builder.owner_alive(connection, shard.pk)
+    if held is not None:
+        return held
+    if shard.owner_host == HOST and shard.owner_pid is not None:
+        if shard.owner_pid == os.getpid():
+            return shard.owner_session in LIVE_SESSIONS
+        if not pid_alive(shard.owner_pid):
+            return False
+    return fresh
+
+
+def claim(target: Target, builder: Builder, run_id: int, owner: Owner) -> Lease | None:
     """Claim the first pending or orphaned shard of the run, or return None."""
+    connection = connections[target.alias]
     shards = Shard.objects.using(target.alias)
-    now = timezone.now()
-    for shard in shards.filter(run_id=run_id).exclude(state=Shard.State.DONE).order_by("index"):
-        if shard.state == Shard.State.RUNNING and not owner_gone(shard, now):
-            continue
-        won = shards.filter(
-            pk=shard.pk,
-            state=shard.state,
-            owner=shard.owner,
-            heartbeat_at=shard.heartbeat_at,
-        ).update(state=Shard.State.RUNNING, owner=owner, heartbeat_at=timezone.now())
-        if won:
-            Run.objects.using(target.alias).filter(pk=run_id).update(heartbeat_at=timezone.now())
-            return Lease(
-                shard_id=shard.pk,
-                index=shard.index,
-                lower=target.key_from_text(shard.lower),
-                upper=target.key_from_text(shard.upper),
-                cursor=target.key_from_text(shard.cursor),
-                cursor_text=shard.cursor,
-                rows_done=shard.rows_done,
-                rows_planned=shard.rows_planned,
-                owner=owner,
+    candidates = list(
+        shards.filter(run_id=run_id)
+        .exclude(state=Shard.State.DONE)
+        .order_by("index")
+        .values_list("pk", flat=True)
+    )
+    for pk in candidates:
+        with transaction.atomic(using=target.alias):
+            shard = (
+                _with_freshness(shards.select_for_update(skip_locked=True))
+                .filter(pk=pk)
+                .exclude(state=Shard.State.DONE)
+                .first()
             )
+            if shard is None:
+                continue
+            previous = ""
+            if shard.state == Shard.State.RUNNING:
+                if owner_alive(shard, builder, connection, shard.fresh):
+                    continue
+                previous = shard.owner
+            if not builder.try_own(connection, shard.pk):
+                continue
+            shards.filter(pk=shard.pk).update(
+                state=Shard.State.RUNNING,
+                heartbeat_at=Now(),
+                **owner.columns(builder.backend_id(connection)),
+            )
+        Run.objects.using(target.alias).filter(pk=run_id).update(heartbeat_at=Now())
+        return Lease(
+            shard_id=shard.pk,
+            index=shard.index,
+            lower=shard.lower,
+            upper=shard.upper,
+            cursor_text=shard.cursor,
+            rows_done=shard.rows_done,
+            rows_planned=shard.rows_planned,
+            owner=owner,
+            took_over=previous,
+        )
     return None
 
 
-def release(target: Target, lease: Lease) -> None:
+def release(target: Target, builder: Builder, lease: Lease) -> None:
     """Hand an unfinished shard back so that the next run takes it at once."""
-    Shard.objects.using(target.alias).filter(
-        pk=lease.shard_id, owner=lease.owner, state=Shard.State.RUNNING
-    ).update(state=Shard.State.PENDING, owner="")
-
-
-def held_elsewhere(target: Target, run_id: int) -> list[str]:
-    """Owners of shards still running in other, live processes."""
-    now = timezone.now()
-    running = Shard.objects.using(target.alias).filter(
-        Q(run_id=run_id) & Q(state=Shard.State.RUNNING)
+    Shard.objects.using(target.alias).filter(lease.mine(), state=Shard.State.RUNNING).update(
+        state=Shard.State.PENDING, **NO_OWNER
     )
-    return sorted({s.owner.rsplit(":", 2)[0] for s in running if not owner_gone(s, now)})
+    builder.disown(connections[target.alias], lease.shard_id)
+
+
+def held_elsewhere(target: Target, builder: Builder, run_id: int) -> list[str]:
+    """Owners of shards still running in other, live processes."""
+    connection = connections[target.alias]
+    running = Shard.objects.using(target.alias).filter(run_id=run_id, state=Shard.State.RUNNING)
+    return sorted(
+        {
+            f"{shard.owner_host} pid {shard.owner_pid}"
+            for shard in _with_freshness(running)
+            if owner_alive(shard, builder, connection, shard.fresh)
+        }
+    )

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connections
 
 from .generators import Generator
 from .models import Run
+from .options import Options
 from .plan import make_plan
 from .progress import Stream
 from .sizing import BatchSizer
 from .target import Target
-
-if TYPE_CHECKING:
-    from .runner import Options
 
 
 def _describe_generator(gen: Generator) -> str:
@@ -50,7 +48,7 @@ def print_dry_run(
             for s in run.shards.all()
         ]
     else:
-        plan = make_plan(target, shards)
+        plan = make_plan(target, builder, shards)
         out.write(f"Would plan a new run: {plan.total_rows:,} rows, keys up to {plan.high_water}")
         rows = [(s.index, s.lower, s.upper, s.rows, "pending") for s in plan.shards]
     out.write(f"Shards: {len(rows)}")

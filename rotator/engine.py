@@ -6,28 +6,37 @@ workers" run one at a time and interleave their transactions on a single
 connection. Here each worker enters its own ``ThreadSensitiveContext``, which
 gives it a thread of its own, hence a Django connection of its own and its
 own transactions; the event loop only schedules, counts and reports.
+
+A live database has passing faults: a worker retries its batch after a
+deadlock, a lock timeout (smaller, after a pause) or a lost connection (it
+reconnects, waiting out a restarting server up to ``reconnect_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import claims
 from .batch import Job, run_batch
-from .errors import ShardLost
+from .errors import RotatorError, RunStopped, ShardLost
+from .faults import Fault, Kind, Retries
 from .progress import Progress
 from .sizing import BatchSizer
 
 T = TypeVar("T")
+
+#: A batch running longer than this is asked what it waits for.
+SLOW_BATCH = 1.0
 
 
 @dataclass
@@ -38,11 +47,15 @@ class Session:
     run_id: int
     progress: Progress
     batch_size: int | None
+    reconnect_timeout: float = 60.0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    name: str = field(default_factory=lambda: uuid.uuid4().hex)
     connections: dict[int, BaseDatabaseWrapper] = field(default_factory=dict)
+    backends: dict[int, int | None] = field(default_factory=dict)
     connection_ids: dict[int, str] = field(default_factory=dict)
+    in_batch: dict[int, float] = field(default_factory=dict)  # worker -> batch start
     errors: list[BaseException] = field(default_factory=list)
+    stopped: RunStopped | None = None  # the run was paused or cancelled elsewhere
 
     def abort(self) -> None:
         """Cancel in-flight statements now; their transactions roll back."""
@@ -56,65 +69,193 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
     return await sync_to_async(fn, thread_sensitive=True)(*args)
 
 
-def _open(session: Session, worker: int) -> None:
-    connection = connections[session.job.target.alias]
+async def _sleep(session: Session, seconds: float) -> None:
+    """Sleep, but wake at once when the session stops."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(session.stop.wait(), timeout=seconds)
+
+
+def _open(session: Session, worker: int, fresh: bool = False) -> None:
+    job = session.job
+    connection = connections[job.target.alias]
+    if fresh:
+        with contextlib.suppress(Exception):
+            connection.close()
     connection.ensure_connection()
+    job.builder.prepare_session(
+        connection, job.target, f"rotator run {session.run_id} worker {worker}"
+    )
     session.connections[worker] = connection
-    session.connection_ids[worker] = session.job.builder.connection_id(connection)
+    session.backends[worker] = job.builder.backend_id(connection)
+    session.connection_ids[worker] = job.builder.connection_id(connection)
 
 
 def _close(session: Session, worker: int) -> None:
     session.connections.pop(worker, None)
-    connections[session.job.target.alias].close()
+    session.backends.pop(worker, None)
+    connection = connections[session.job.target.alias]
+    # A pooled connection must not carry this worker's shard locks to its next user.
+    with contextlib.suppress(Exception):
+        if connection.connection is not None:
+            session.job.builder.disown_all(connection)
+    connection.close()
 
 
-async def _work_shard(session: Session, worker: int, lease: claims.Lease) -> None:
+def _fault(session: Session, exc: BaseException) -> Fault | None:
+    if session.stop.is_set() or not isinstance(exc, DatabaseError):
+        return None
+    return session.job.builder.fault(exc)
+
+
+async def _reconnect(session: Session, worker: int, fault: Fault) -> None:
+    """Get a new connection, waiting out a restarting server up to reconnect_timeout."""
+    session.progress.message(f"worker {worker}: {fault.what}; reconnecting")
+    deadline = time.monotonic() + session.reconnect_timeout
+    pause = 0.2
+    while not session.stop.is_set():
+        try:
+            await _in_thread(_open, session, worker, True)
+        except DatabaseError as exc:
+            if time.monotonic() + pause > deadline:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise RotatorError(
+                    f"the database was unreachable for {session.reconnect_timeout:g} s "
+                    f"({first}); every committed batch is kept, run the command again to resume"
+                ) from exc
+            await _sleep(session, pause)
+            pause = min(2.0, pause * 2)
+        else:
+            session.progress.message(f"worker {worker}: reconnected", level=2)
+            return
+
+
+async def _call(session: Session, worker: int, fn: Callable[..., T], *args: Any) -> T:
+    """Run a short statement (claim, release) in the worker's thread, surviving faults."""
+    retries = Retries()
+    while True:
+        try:
+            return await _in_thread(fn, *args)
+        except DatabaseError as exc:
+            fault = _fault(session, exc)
+            if fault is None or retries.exhausted:
+                raise
+            pause = retries.record(fault)
+            if fault.kind is Kind.CONNECTION:
+                await _reconnect(session, worker, fault)
+            await _sleep(session, pause)
+            if session.stop.is_set():
+                raise
+
+
+async def _work_shard(
+    session: Session, worker: int, lease: claims.Lease, sizer: BatchSizer
+) -> None:
     job, progress = session.job, session.progress
-    sizer = BatchSizer(fixed=session.batch_size)
     progress.message(
         f"worker {worker}: shard {lease.index} ({lease.rows_done:,}/{lease.rows_planned:,} rows "
-        f"done) on {session.connection_ids[worker]}",
+        f"done), batch {sizer.size:,} rows, on {session.connection_ids.get(worker)}",
         level=2,
     )
+    retries = Retries()
+    started, rows = time.monotonic(), 0
     while True:
         if session.stop.is_set():
-            await _in_thread(claims.release, job.target, lease)
+            await _call(session, worker, claims.release, job.target, job.builder, lease)
             return
+        session.in_batch[worker] = time.monotonic()
         try:
             result = await _in_thread(run_batch, job, lease, sizer.size)
         except ShardLost:
             progress.message(f"worker {worker}: shard {lease.index} taken over elsewhere", level=2)
             return
-        progress.advance(result.rows)
-        sizer.record(result.rows, result.seconds)
+        except DatabaseError as exc:
+            fault = _fault(session, exc)
+            if fault is None:
+                raise
+            pause = retries.record(fault)
+            if fault.kind is Kind.CONNECTION:
+                await _reconnect(session, worker, fault)
+                connection = session.connections.get(worker)
+                if connection is None:  # stopped while reconnecting
+                    return
+                # The shard's lock died with the old session: take it again, if still ours.
+                if not await _in_thread(job.builder.try_own, connection, lease.shard_id):
+                    progress.message(f"worker {worker}: shard {lease.index} taken over", level=2)
+                    return
+            elif retries.exhausted:
+                raise RotatorError(
+                    f"{fault.what} {retries.count} times in a row on shard {lease.index} of "
+                    f"{job.target.label} over {retries.seconds:.0f} s; every committed batch "
+                    "is kept, run the command again to resume"
+                ) from exc
+            if fault.shrinks:
+                sizer.shrink()
+            progress.message(
+                f"worker {worker}: shard {lease.index}: {fault.what}; batch rolled back, "
+                f"retrying with {sizer.size:,} rows in {pause:.1f} s",
+                level=2,
+            )
+            await _sleep(session, pause)
+            continue
+        finally:
+            session.in_batch.pop(worker, None)
+        retries.reset()
+        rows += result.rows
+        progress.advance(result.rows, skipped=result.vanished + result.kept + result.nulls)
+        sizer.record(result.seen, result.seconds)
         if result.collisions:
             progress.message(
-                f"worker {worker}: shard {lease.index}: new values collided with existing ones; "
-                f"batch retried {result.collisions} time(s)",
+                f"worker {worker}: shard {lease.index}: {result.collisions:,} new values were "
+                "already taken; those rows got other values",
                 level=2,
             )
         if result.done:
+            await _call(
+                session, worker, job.builder.disown, session.connections[worker], lease.shard_id
+            )
+            seconds = time.monotonic() - started
             progress.message(
-                f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows", level=2
+                f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows "
+                f"({rows / seconds if seconds > 0 else 0:,.0f} rows/s this session)",
+                level=2,
             )
             return
 
 
 async def _worker(session: Session, worker: int) -> None:
-    owner = claims.owner_name(session.name, worker)
+    job = session.job
+    owner = claims.Owner(worker=worker, session=session.name)
+    sizer = BatchSizer(fixed=session.batch_size)  # one per worker: it learns across shards
     async with ThreadSensitiveContext():
         try:
-            await _in_thread(_open, session, worker)
+            try:
+                await _in_thread(_open, session, worker)
+            except DatabaseError as exc:
+                fault = _fault(session, exc)
+                if fault is None or fault.kind is not Kind.CONNECTION:
+                    raise
+                await _reconnect(session, worker, fault)
             while not session.stop.is_set():
-                lease = await _in_thread(claims.claim, session.job.target, session.run_id, owner)
+                lease = await _call(
+                    session, worker, claims.claim, job.target, job.builder, session.run_id, owner
+                )
                 if lease is None:
                     return
+                if lease.took_over:
+                    session.progress.message(
+                        f"worker {worker}: took over shard {lease.index} from {lease.took_over} "
+                        "(its session is gone)",
+                        level=2,
+                    )
                 try:
-                    await _work_shard(session, worker, lease)
+                    await _work_shard(session, worker, lease, sizer)
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        await _in_thread(claims.release, session.job.target, lease)
+                        await _in_thread(claims.release, job.target, job.builder, lease)
                     raise
+        except RunStopped as exc:
+            session.stopped = exc
+            session.stop.set()
         except Exception as exc:
             session.errors.append(exc)
             session.stop.set()
@@ -123,10 +264,51 @@ async def _worker(session: Session, worker: int) -> None:
                 await _in_thread(_close, session, worker)
 
 
+def _blockers(session: Session, backends: list[int]) -> dict[int, list[int]]:
+    return session.job.builder.blockers(connections[session.job.target.alias], backends)
+
+
+async def _watch(session: Session) -> None:
+    """Say what a slow batch waits for (a lock held by whom), and keep the output alive."""
+    progress, waiting = session.progress, False
+    async with ThreadSensitiveContext():
+        try:
+            while not session.stop.is_set():
+                await _sleep(session, 1.0)
+                progress.tick()
+                now = time.monotonic()
+                slow = {
+                    session.backends[w]: now - t
+                    for w, t in list(session.in_batch.items())
+                    if now - t > SLOW_BATCH and session.backends.get(w)
+                }
+                blocked: dict[int, list[int]] = {}
+                if slow:
+                    with contextlib.suppress(DatabaseError):
+                        blocked = await _in_thread(_blockers, session, list(slow))
+                if blocked:
+                    pid, holders = max(blocked.items(), key=lambda item: slow.get(item[0], 0))
+                    held_by = ", ".join(str(h) for h in holders)
+                    progress.set_status(
+                        f"waiting {slow[pid]:.0f} s on a lock held by pid {held_by}"
+                    )
+                    waiting = True
+                elif waiting:
+                    progress.set_status(None)
+                    waiting = False
+        finally:
+            with contextlib.suppress(Exception):
+                await _in_thread(connections[session.job.target.alias].close)
+
+
 async def work(session: Session, workers: int) -> None:
     """Run ``workers`` workers until no shard is left, a stop, or an error."""
     claims.LIVE_SESSIONS.add(session.name)
+    watcher = asyncio.ensure_future(_watch(session))
     try:
         await asyncio.gather(*(_worker(session, i) for i in range(workers)))
     finally:
         claims.LIVE_SESSIONS.discard(session.name)
+        session.stop.set()
+        with contextlib.suppress(Exception):
+            await watcher

@@ -8,7 +8,7 @@ class RotatorError(Exception):
 
 
 class Interrupted(RotatorError):
-    """The run stopped on a signal; its checkpoints are exact and it can resume."""
+    """The run stopped early (a signal, a pause, a cancel); its checkpoints are exact."""
 
     def __init__(self, message: str, returncode: int) -> None:
         super().__init__(message)
@@ -16,4 +16,13 @@ class Interrupted(RotatorError):
 
 
 class ShardLost(Exception):
-    """Another process took this shard over; the batch was rolled back."""
+    """Another worker took this shard over; the batch was rolled back."""
+
+
+class RunStopped(Exception):
+    """The run is no longer active (paused, cancelled or abandoned); the batch rolled back."""
+
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(f"run {state}" + (f": {reason}" if reason else ""))
+        self.state = state
+        self.reason = reason

@@ -1,7 +1,9 @@
 """A rotation run and its shards: the plan and the checkpoints.
 
 Keys are stored as text (``str(pk)``) and read back with the primary key
-field's ``to_python``, so integer, UUID and string keys all work.
+field's ``to_python``, so integer, UUID and string keys all work. A run is
+identified by the table and column it rewrites, so a proxy model and its
+concrete model are one target.
 """
 
 from __future__ import annotations
@@ -9,17 +11,25 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q, Sum
 
+UNFINISHED = ("active", "paused")
+
 
 class Run(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active"
+        PAUSED = "paused"
         FINISHED = "finished"
         ABANDONED = "abandoned"
 
     model = models.CharField(max_length=200, help_text="app_label.Model")
     field = models.CharField(max_length=100)
+    table = models.CharField(max_length=200, default="", help_text="Database table rotated.")
+    column = models.CharField(max_length=200, default="", help_text="Column rotated.")
     database = models.CharField(max_length=100)
     state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    stop_reason = models.CharField(
+        max_length=200, blank=True, default="", help_text="Why the run was paused or abandoned."
+    )
     options = models.JSONField(default=dict)
     high_water = models.TextField(
         null=True, help_text="Largest primary key when planned; later rows are not rotated."
@@ -33,9 +43,9 @@ class Run(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["model", "field"],
-                condition=Q(state="active"),
-                name="rotator_one_active_run_per_field",
+                fields=["table", "column"],
+                condition=Q(state__in=UNFINISHED),
+                name="rotator_one_unfinished_run_per_column",
             )
         ]
 
@@ -62,10 +72,22 @@ class Shard(models.Model):
     upper = models.TextField(help_text="Inclusive.")
     cursor = models.TextField(null=True, help_text="Last primary key rotated.")
     rows_planned = models.BigIntegerField()
-    rows_done = models.BigIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0, help_text="Rows given a new value.")
+    rows_vanished = models.BigIntegerField(
+        default=0, help_text="Rows of a batch's window deleted before the batch reached them."
+    )
+    rows_kept = models.BigIntegerField(
+        default=0, help_text="Rows whose value the application changed while the batch ran."
+    )
+    rows_null = models.BigIntegerField(default=0, help_text="NULL rows left NULL.")
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
-    owner = models.CharField(max_length=200, blank=True, default="")
-    heartbeat_at = models.DateTimeField(null=True)
+    # Who works the shard: one invocation (session) of one process, one of its workers.
+    owner_session = models.CharField(max_length=32, blank=True, default="")
+    owner_worker = models.IntegerField(null=True)
+    owner_host = models.CharField(max_length=255, blank=True, default="")
+    owner_pid = models.IntegerField(null=True)
+    owner_backend = models.IntegerField(null=True, help_text="Database session of the owner.")
+    heartbeat_at = models.DateTimeField(null=True, help_text="By the database clock.")
     finished_at = models.DateTimeField(null=True)
 
     class Meta:
@@ -76,3 +98,10 @@ class Shard(models.Model):
 
     def __str__(self) -> str:
         return f"shard {self.index} of run {self.run_id}"
+
+    @property
+    def owner(self) -> str:
+        """The owner for people: host, pid, worker (never parsed back)."""
+        if not self.owner_session:
+            return ""
+        return f"{self.owner_host} pid {self.owner_pid} worker {self.owner_worker}"

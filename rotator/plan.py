@@ -1,54 +1,44 @@
 """Split the primary-key space into shards of (nearly) equal row counts.
 
-Boundaries are found by walking the key index once: each boundary is the
-key ``step`` rows after the previous one (an index-only OFFSET from the
-previous boundary), so sparse or skewed keys still give even shards and the
-whole plan costs one pass over the index, never the table in memory.
+The builder finds the boundaries: on PostgreSQL from the statistics and a
+block sample of a large table (no work proportional to the table), exactly
+on a small one; elsewhere by walking the key index. Workers claim shards
+dynamically, so boundaries need not be exact. Keys are kept as the
+database's own values, as text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from django.db import connections
+
+from .sql import Builder
 from .target import Target
 
 
 @dataclass(frozen=True)
 class ShardPlan:
     index: int
-    lower: Any  # exclusive; None for the first shard
-    upper: Any  # inclusive
+    lower: str | None  # exclusive; None for the first shard
+    upper: str  # inclusive
     rows: int
 
 
 @dataclass(frozen=True)
 class Plan:
-    high_water: Any
+    high_water: str | None
     total_rows: int
     shards: list[ShardPlan]
+    estimated: bool = False
 
 
-def make_plan(target: Target, shards: int) -> Plan:
-    qs = target.queryset()
-    # Not Max("pk"): PostgreSQL has no max() for uuid; this is one backward index step.
-    high_water = qs.order_by("-pk").values_list("pk", flat=True).first()
-    if high_water is None:
-        return Plan(None, 0, [])
-    total = qs.filter(pk__lte=high_water).count()
-    count = max(1, min(shards, total))
-    keys = qs.filter(pk__lte=high_water).order_by("pk").values_list("pk", flat=True)
-    plans: list[ShardPlan] = []
-    lower: Any = None
-    done = 0
-    for index in range(count):
-        rows = (total * (index + 1)) // count - done
-        if index == count - 1:
-            upper = high_water
-        else:
-            window = keys if lower is None else keys.filter(pk__gt=lower)
-            upper = window[rows - 1]
-        plans.append(ShardPlan(index, lower, upper, rows))
-        lower = upper
-        done += rows
-    return Plan(high_water, total, plans)
+def make_plan(target: Target, builder: Builder, shards: int) -> Plan:
+    split = builder.split(connections[target.alias], target, shards)
+    plans = [
+        ShardPlan(index, lower, upper, rows)
+        for index, (lower, upper, rows) in enumerate(
+            zip([None, *split.uppers], split.uppers, split.sizes, strict=False)
+        )
+    ]
+    return Plan(split.high_water, split.total, plans, split.estimated)

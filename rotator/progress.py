@@ -68,6 +68,7 @@ class Progress:
         self.interval = interval
         self.started = time.monotonic()
         self.last_line = self.started
+        self.status: str | None = None
         self.bar: tqdm | None = None
         if verbosity >= 1 and tty:
             self.bar = tqdm(
@@ -90,8 +91,10 @@ class Progress:
         elapsed = self.elapsed
         return self.rotated / elapsed if elapsed > 0 else 0.0
 
-    def advance(self, rows: int) -> None:
+    def advance(self, rows: int, skipped: int = 0) -> None:
+        """``rows`` rotated; ``skipped`` rows of the plan that needed no new value."""
         self.rotated += rows
+        rows += skipped
         rows = max(0, min(rows, self.total - self.done))  # never past 100%
         self.done += rows
         if self.bar is not None:
@@ -120,11 +123,17 @@ class Progress:
         else:
             write(self.stream, text)
 
-    def complete(self) -> None:
-        """The run finished: show 100% even if rows were deleted since planning."""
-        if self.bar is not None and self.done < self.total:
-            self.bar.update(self.total - self.done)
-        self.done = self.total
+    def tick(self) -> None:
+        """Called about once a second: keep plain output alive during a stall."""
+        stale = time.monotonic() - self.last_line >= self.interval
+        if self.bar is None and self.verbosity >= 1 and stale:
+            self.line()
+
+    def set_status(self, reason: str | None) -> None:
+        """Why the run is not moving (a lock wait, a throttle), or None when it moves."""
+        if reason != self.status and reason is not None:
+            self.message(reason)
+        self.status = reason
 
     def close(self) -> None:
         if self.bar is not None:

@@ -3,18 +3,19 @@
 ``rotate()`` is the engine's entry point; the management commands only parse
 arguments and call it. It runs the asyncio loop (uvloop when installed) and
 turns SIGINT/SIGTERM into a clean stop: the first signal lets in-flight
-batches commit, a second cancels them (they roll back). Either way the
-checkpoints are exact and the same command resumes.
+batches commit, a second cancels them (they roll back) and ends the process
+within seconds whatever the server does. Either way the checkpoints are
+exact and the same command resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import DatabaseError, connections
 
@@ -23,12 +24,12 @@ from .batch import Job
 from .checks import check_database, check_options
 from .dryrun import print_dry_run
 from .engine import Session, work
-from .errors import Interrupted, RotatorError
+from .errors import Interrupted, RotatorError, RunStopped
 from .generators import Generator, resolve_generator
 from .models import Run
-from .plan import make_plan
+from .options import Options
 from .progress import Progress, Stream, format_duration
-from .sql import builder_for
+from .sql import Builder, builder_for
 from .target import Target
 
 try:
@@ -36,21 +37,11 @@ try:
 except ImportError:  # pragma: no cover - uvloop is optional (no Windows wheels)
     uvloop = None
 
-
-@dataclass(frozen=True)
-class Options:
-    workers: int = 4
-    batch_size: int | None = None
-    shards: int | None = None
-    generator: str | None = None
-    restart: bool = False
-    dry_run: bool = False
-    verbosity: int = 1
-    tty: bool = False
-    progress_interval: float = 5.0
-    resume_hint: str = "the same command"
-    #: Called inside every batch transaction, after the UPDATE (a test seam).
-    batch_hook: Callable[[Any], None] | None = None
+#: Exit statuses of a run stopped from elsewhere (see README).
+PAUSED_EXIT = 3
+CANCELLED_EXIT = 4
+#: After a second Ctrl-C, the process ends this many seconds later at the latest.
+HARD_EXIT_AFTER = 3.0
 
 
 @dataclass(frozen=True)
@@ -69,8 +60,8 @@ def _generator_spec(options: Options, run: Run | None) -> str | None:
 
 def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report:
     check_options(options)
-    check_database(target.alias, options.workers)
     connection = connections[target.alias]
+    check_database(target.alias, options.workers)
     builder = builder_for(connection)
 
     unfinished = runs.active_run(target)
@@ -86,9 +77,14 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
     reason = builder.supports(target, generator)
     if reason:
         raise RotatorError(reason)
+    if connection.in_atomic_block and not options.dry_run:
+        raise RotatorError(
+            "rotate() was called inside transaction.atomic(); it commits batch by batch, "
+            "so call it outside any transaction"
+        )
     # Only now, with every check passed, may --restart throw the old run away.
     if unfinished is not None and options.restart and not options.dry_run:
-        runs.abandon(unfinished)
+        runs.abandon(unfinished, "abandoned by --restart")
         if options.verbosity >= 1:
             out.write(f"Abandoned run {unfinished.pk} of {target.label}; planning a new one.")
 
@@ -98,23 +94,30 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
         return Report(run.pk if run else None, 0, 0.0, False)
 
     if run is None:
-        plan = make_plan(target, shards)
-        run, created = runs.create_run(
-            target,
-            plan,
-            {"generator": options.generator, "shards": len(plan.shards)},
+        if options.verbosity >= 1:
+            out.write(f"Planning a run of {target.label} in {shards} shards ...")
+        run, created = runs.plan_run(
+            target, builder, shards, {"generator": options.generator, "shards": shards}
         )
+        if run is None:
+            if options.verbosity >= 1:
+                out.write(f"Nothing to rotate: {target.model_label} has no rows.")
+            return Report(None, 0, 0.0, True)
         if options.verbosity >= 1:
             verb = "Planned" if created else "Joined"
+            about = "about " if run.options.get("estimated") else ""
             out.write(
-                f"{verb} run {run.pk}: {run.total_rows:,} rows of {target.label} in "
+                f"{verb} run {run.pk}: {about}{run.total_rows:,} rows of {target.label} in "
                 f"{run.shards.count()} shards (keys up to {run.high_water})."
             )
-    elif options.verbosity >= 1:
-        out.write(
-            f"Resuming run {run.pk} of {target.label}: {run.rows_done():,}/{run.total_rows:,} "
-            "rows already rotated."
-        )
+    else:
+        paused = run.state == Run.State.PAUSED
+        runs.resume_paused(run)
+        if options.verbosity >= 1:
+            out.write(
+                f"Resuming {'paused ' if paused else ''}run {run.pk} of {target.label}: "
+                f"{run.rows_done():,}/{run.total_rows:,} rows already rotated."
+            )
 
     workers = options.workers
     if not builder.concurrent_writers and workers > 1:
@@ -134,7 +137,7 @@ def _execute(
     options: Options,
     workers: int,
     generator: Generator,
-    builder: Any,
+    builder: Builder,
     err: Stream,
     out: Stream,
 ) -> Report:
@@ -149,35 +152,41 @@ def _execute(
         desc=target.label,
     )
     session = Session(
-        job=Job(target, generator, builder, hook=options.batch_hook),
+        job=Job(
+            target,
+            generator,
+            builder,
+            run_id=run.pk,
+            lock_timeout=options.lock_timeout,
+            fill_nulls=options.fill_nulls,
+            hook=options.batch_hook,
+        ),
         run_id=run.pk,
         progress=progress,
         batch_size=options.batch_size,
+        reconnect_timeout=options.reconnect_timeout,
     )
     signals: list[int] = []
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_main(session, workers, signals))
-        interrupted = bool(signals)
-        finished = not interrupted and not session.errors and runs.finish_if_complete(run)
-        if finished:
-            progress.complete()  # rows deleted since planning would leave it short
+        stopped = bool(signals) or session.stopped is not None
+        finished = not stopped and not session.errors and runs.finish_if_complete(run)
     finally:
         progress.close()
 
     seconds = progress.elapsed
     rows = progress.rotated
-    if session.errors and not interrupted:
-        raise _as_rotator_error(session.errors[0], target)
-    if interrupted:
+    done = f"{run.rows_done():,}/{run.total_rows:,} rows of {target.label} rotated"
+    resume = f"run {options.resume_hint} again to resume run {run.pk}"
+    if session.errors and not signals:
+        raise _as_rotator_error(session.errors[0], target, f"{done}; {resume}")
+    if signals:
         name = signal.Signals(signals[0]).name
-        done = run.rows_done()
-        raise Interrupted(
-            f"Interrupted by {name}: {done:,}/{run.total_rows:,} rows of {target.label} "
-            f"rotated; run {options.resume_hint} again to resume run {run.pk}",
-            returncode=128 + signals[0],
-        )
+        raise Interrupted(f"Interrupted by {name}: {done}; {resume}", returncode=128 + signals[0])
+    if session.stopped is not None:
+        raise _stopped(session.stopped, run, done, resume)
     if options.verbosity >= 1:
         rate = rows / seconds if seconds > 0 else 0.0
         out.write(
@@ -185,11 +194,41 @@ def _execute(
             f"({rate:,.0f} rows/s) with {workers} worker{'s' if workers != 1 else ''}; "
             f"run {run.pk} " + ("finished." if finished else "is not finished.")
         )
-        if not finished:
-            others = claims.held_elsewhere(target, run.pk)
+        accounting = _accounting(run) if finished else None
+        if accounting:
+            out.write(accounting)
+        elif not finished:
+            others = claims.held_elsewhere(target, builder, run.pk)
             where = f" by {', '.join(others)}" if others else ""
             out.write(f"Its remaining shards are being rotated{where}.")
     return Report(run.pk, rows, seconds, finished)
+
+
+def _accounting(run: Run) -> str | None:
+    """Where every planned row went, when not every one was simply rotated."""
+    counts = runs.tally(run)
+    parts = [f"{counts['rotated']:,} rotated"]
+    if counts["kept"]:
+        parts.append(f"{counts['kept']:,} kept the value the application gave them meanwhile")
+    if counts["null"]:
+        parts.append(f"{counts['null']:,} NULL left NULL")
+    unseen = run.total_rows - counts["rotated"] - counts["kept"] - counts["null"]
+    vanished = counts["vanished"] + max(0, unseen - counts["vanished"])
+    if vanished and not run.options.get("estimated"):
+        parts.append(f"{vanished:,} vanished (deleted during the run)")
+    if len(parts) == 1 and not run.options.get("estimated"):
+        return None
+    about = "about " if run.options.get("estimated") else ""
+    return f"Run {run.pk}: {about}{run.total_rows:,} rows planned; " + ", ".join(parts) + "."
+
+
+def _stopped(stop: RunStopped, run: Run, done: str, resume: str) -> Interrupted:
+    why = f" ({stop.reason})" if stop.reason else ""
+    if stop.state == Run.State.PAUSED:
+        return Interrupted(f"Paused by an operator{why}: {done}; {resume}", PAUSED_EXIT)
+    return Interrupted(
+        f"Run {run.pk} was {stop.state}{why}; its workers stopped: {done}", CANCELLED_EXIT
+    )
 
 
 async def _main(session: Session, workers: int, signals: list[int]) -> None:
@@ -204,7 +243,12 @@ async def _main(session: Session, workers: int, signals: list[int]) -> None:
             )
         else:
             session.progress.message("Aborting: in-flight batches roll back.")
-            session.abort()
+            # Whatever the server does (an unresponsive backend), end soon: every
+            # batch is one transaction, so a hard exit loses nothing committed.
+            timer = threading.Timer(HARD_EXIT_AFTER, os._exit, args=(128 + signals[0],))
+            timer.daemon = True
+            timer.start()
+            threading.Thread(target=session.abort, daemon=True).start()
 
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -218,13 +262,13 @@ async def _main(session: Session, workers: int, signals: list[int]) -> None:
             loop.remove_signal_handler(signum)
 
 
-def _as_rotator_error(exc: BaseException, target: Target) -> BaseException:
+def _as_rotator_error(exc: BaseException, target: Target, resume: str) -> BaseException:
     if isinstance(exc, RotatorError):
         return exc
     if isinstance(exc, DatabaseError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return RotatorError(
             f"database error while rotating {target.label}: {first}; "
-            "no batch was half-applied, run the command again to resume"
+            f"no batch was half-applied: {resume}"
         )
     return exc

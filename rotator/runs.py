@@ -4,53 +4,71 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Sum
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from .errors import RotatorError
-from .models import Run, Shard
-from .plan import Plan
+from .models import UNFINISHED, Run, Shard
+from .plan import make_plan
+from .sql import Builder
 from .target import Target
 
 
 def runs_for(target: Target) -> Any:
-    return Run.objects.using(target.alias).filter(model=target.model_label, field=target.field.name)
+    """Runs of the target's table and column, whichever model (proxy or not) names them."""
+    return Run.objects.using(target.alias).filter(
+        table=target.model._meta.db_table, column=target.field.column
+    )
 
 
 def active_run(target: Target) -> Run | None:
-    return runs_for(target).filter(state=Run.State.ACTIVE).first()
+    """The unfinished (active or paused) run of the target, if any."""
+    return runs_for(target).filter(state__in=UNFINISHED).first()
 
 
 def last_finished_run(target: Target) -> Run | None:
     return runs_for(target).filter(state=Run.State.FINISHED).order_by("-finished_at").first()
 
 
-def abandon(run: Run) -> None:
-    Run.objects.using(run._state.db).filter(pk=run.pk, state=Run.State.ACTIVE).update(
-        state=Run.State.ABANDONED, finished_at=timezone.now()
+def abandon(run: Run, reason: str = "") -> None:
+    Run.objects.using(run._state.db).filter(pk=run.pk, state__in=UNFINISHED).update(
+        state=Run.State.ABANDONED, stop_reason=reason, finished_at=Now()
     )
 
 
-def create_run(target: Target, plan: Plan, options: dict[str, Any]) -> tuple[Run, bool]:
-    """Store ``plan`` as the active run; if another process won the race, join its run."""
+def plan_run(
+    target: Target, builder: Builder, shards: int, options: dict[str, Any]
+) -> tuple[Run | None, bool]:
+    """Plan and store a new active run, or join the one another process planned meanwhile.
+
+    Returns ``(None, False)`` for an empty table: there is nothing to rotate and
+    no run is stored. A second planner waits for the first (the builder's plan
+    lock) and then joins its run instead of planning again.
+    """
+    connection = connections[target.alias]
     try:
         with transaction.atomic(using=target.alias):
+            builder.plan_lock(connection, target)
+            run = active_run(target)
+            if run is not None:
+                return run, False
+            plan = make_plan(target, builder, shards)
+            if plan.high_water is None:
+                return None, False
             run = Run.objects.using(target.alias).create(
                 model=target.model_label,
                 field=target.field.name,
+                table=target.model._meta.db_table,
+                column=target.field.column,
                 database=target.alias,
-                options=options,
-                high_water=None if plan.high_water is None else target.key_to_text(plan.high_water),
+                options={**options, "estimated": plan.estimated},
+                high_water=plan.high_water,
                 total_rows=plan.total_rows,
             )
             Shard.objects.using(target.alias).bulk_create(
-                Shard(
-                    run=run,
-                    index=s.index,
-                    lower=None if s.lower is None else target.key_to_text(s.lower),
-                    upper=target.key_to_text(s.upper),
-                    rows_planned=s.rows,
-                )
+                Shard(run=run, index=s.index, lower=s.lower, upper=s.upper, rows_planned=s.rows)
                 for s in plan.shards
             )
     except IntegrityError:
@@ -67,6 +85,28 @@ def mark_started(run: Run) -> None:
         started_at=now
     )
     Run.objects.using(run._state.db).filter(pk=run.pk).update(heartbeat_at=now)
+
+
+def resume_paused(run: Run) -> bool:
+    """Make a paused run active again; True if it was paused."""
+    resumed = (
+        Run.objects.using(run._state.db)
+        .filter(pk=run.pk, state=Run.State.PAUSED)
+        .update(state=Run.State.ACTIVE, stop_reason="")
+    )
+    run.refresh_from_db(using=run._state.db)
+    return bool(resumed)
+
+
+def tally(run: Run) -> dict[str, int]:
+    """The run's counts summed over its shards: rotated, vanished, kept, null."""
+    sums = run.shards.aggregate(
+        rotated=Sum("rows_done"),
+        vanished=Sum("rows_vanished"),
+        kept=Sum("rows_kept"),
+        null=Sum("rows_null"),
+    )
+    return {name: value or 0 for name, value in sums.items()}
 
 
 def finish_if_complete(run: Run) -> bool:

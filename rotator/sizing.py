@@ -27,10 +27,18 @@ class BatchSizer:
             self.size = self.fixed
 
     def record(self, rows: int, seconds: float) -> None:
-        if self.fixed is not None or rows < self.size or seconds <= 0:
+        """A committed batch of ``rows`` (its window) took ``seconds``."""
+        if rows < self.size or seconds <= 0:
+            return
+        if self.fixed is not None:
+            self.size = min(self.fixed, self.size * 2)  # back up after a shrink
             return
         ideal = rows / seconds * self.target
         self.size = int(max(MIN_BATCH, min(MAX_BATCH, self.size * 2, max(self.size / 2, ideal))))
+
+    def shrink(self) -> None:
+        """A lock or statement timeout: retry with half as many rows (and learn from it)."""
+        self.size = max(1, self.size // 2)
 
     def describe(self) -> str:
         if self.fixed is not None:

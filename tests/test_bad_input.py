@@ -102,12 +102,28 @@ def test_a_unique_field_without_a_callable_default_needs_a_generator(table, monk
     )
 
 
-@pytest.mark.parametrize("option", ["--workers", "--batch-size", "--shards"])
+@pytest.mark.parametrize("option", ["--workers", "--shards"])
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_counts_must_be_at_least_one(table, option, value):
     assert refused("regenerate_token_async", option, value) == (
         f"{option} must be at least 1, got {int(value)!r}"
     )
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "100001", "100000000"])
+def test_the_batch_size_is_bounded(table, value):
+    # A batch's new values are held in memory at once: 10^8 of them took 4.7 GB.
+    assert refused("regenerate_token_async", "--batch-size", value) == (
+        f"--batch-size must be from 1 to 100,000, got {int(value)!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--lock-timeout", "0"), ("--lock-timeout", "-1"), ("--reconnect-timeout", "-1")],
+)
+def test_timeouts_must_be_positive(table, option, value):
+    assert refused("regenerate_token_async", option, value).startswith(f"{option} must be ")
 
 
 def test_counts_must_be_integers(table):
@@ -132,7 +148,7 @@ def test_counts_must_be_integers(table):
             "uuid4",
             "--generator 'uuid4' cannot be imported: uuid4 doesn't look like a module path",
         ),
-        ("rotator.batch.MAX_ATTEMPTS", "--generator 'rotator.batch.MAX_ATTEMPTS' is not callable"),
+        ("rotator.batch.MAX_ROUNDS", "--generator 'rotator.batch.MAX_ROUNDS' is not callable"),
     ],
 )
 def test_a_bad_generator_path(table, spec, message):
@@ -188,7 +204,8 @@ def test_unapplied_migrations(rotator_unmigrated):
     fill(20)
     before = rows()
     assert refused("regenerate_token_async") == (
-        "database 'default' has unapplied migrations (rotator.0001_initial); "
+        "database 'default' has unapplied migrations "
+        "(rotator.0001_initial, rotator.0002_live_table); "
         "run: python manage.py migrate --database default"
     )
     assert rows() == before
@@ -198,7 +215,7 @@ def test_unapplied_migrations(rotator_unmigrated):
 def test_more_workers_than_the_pool_holds(table):
     pool = connections["default"].settings_dict["OPTIONS"]["pool"]["max_size"]
     assert refused("regenerate_token_async", "--workers", str(pool)) == (
-        f"--workers {pool} needs {pool + 1} connections but the pool of database 'default' "
+        f"--workers {pool} needs {pool + 2} connections but the pool of database 'default' "
         f"holds at most {pool}; lower --workers or raise OPTIONS['pool']['max_size']"
     )
 

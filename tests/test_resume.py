@@ -180,7 +180,7 @@ def test_a_signal_stops_at_a_checkpoint_and_the_rerun_finishes(tickets, spawn, s
     assert tally.exact, tally
     assert 0 < tally.rotated < ROWS
     assert tally.running == 0  # every shard released, none left to a lease timeout
-    assert not Shard.objects.exclude(state=Shard.State.DONE).exclude(owner="").exists()
+    assert not Shard.objects.exclude(state=Shard.State.DONE).exclude(owner_session="").exists()
     name = signal.Signals(signum).name
     assert f"Interrupted by {name}: {tally.rotated:,}/{ROWS:,} rows" in child.err
     assert "run `python manage.py regenerate_token_async` again to resume" in child.err

@@ -121,6 +121,7 @@ def test_rotate_field_is_the_same_rotation_as_the_dedicated_command():
 
     assert shape(out_generic) == shape(out_dedicated)
     assert shape(out_generic).splitlines() == [
+        "Planning a run of tickets.Ticket.token in N shards ...",
         "Planned run N: N rows of tickets.Ticket.token in N shards (keys up to N).",
         "Rotated N rows of tickets.Ticket.token in N (N rows/s) with N worker; run N finished.",
     ]
@@ -163,7 +164,8 @@ def test_restart_abandons_an_unfinished_run_and_plans_a_new_one():
     lines = out.splitlines()
     assert lines[0] == f"Abandoned run {old.pk} of tickets.Ticket.token; planning a new one."
     new = Run.objects.get(state=Run.State.FINISHED)
-    assert lines[1].startswith(f"Planned run {new.pk}: 1,000 rows")
+    assert lines[1] == "Planning a run of tickets.Ticket.token in 12 shards ..."
+    assert lines[2].startswith(f"Planned run {new.pk}: 1,000 rows")
     assert new.pk != old.pk
     assert Run.objects.get(pk=old.pk).state == Run.State.ABANDONED
     assert new.shards.count() == 12  # planned anew for 3 workers, not the old 8 shards
@@ -226,12 +228,13 @@ def test_shards_differing_from_the_stored_plan_are_refused():
     assert Run.objects.get().state == Run.State.FINISHED
 
 
-def test_empty_table_finishes_at_once():
+def test_an_empty_table_has_nothing_to_rotate_and_leaves_no_run():
     out, err = run("regenerate_token_async", "--workers", "1")
-    planned, summary = out.splitlines()
-    assert re.fullmatch(
-        r"Planned run \d+: 0 rows of tickets\.Ticket\.token in 0 shards \(keys up to None\)\.",
-        planned,
-    )
-    assert SUMMARY.search(out)["rows"] == "0"
+    assert out.splitlines() == [
+        "Planning a run of tickets.Ticket.token in 4 shards ...",
+        "Nothing to rotate: tickets.Ticket has no rows.",
+    ]
+    assert not Run.objects.exists()
+    fill(10)  # rows arrive later: a plain run rotates them, no --restart needed
+    run("regenerate_token_async", "--workers", "1")
     assert Run.objects.get().state == Run.State.FINISHED

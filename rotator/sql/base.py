@@ -1,11 +1,63 @@
+"""What every per-database builder provides: the batch, the plan, liveness, faults.
+
+Keys travel as the database's own values, kept as text (``Window.lo``/``hi``,
+``Outcome.last``): a cursor is what the database returned, so it compares
+exactly, whatever the key type, the time zone or the field's conversion.
+"""
+
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..faults import Fault
 from ..generators import Generator, Tokens
 from ..target import Target
+
+
+@dataclass(frozen=True)
+class Window:
+    """The next rows of a shard: keys in (lo, hi], in key order, at most ``limit``."""
+
+    lo: str | None  # exclusive; None: from the shard's (and table's) first key
+    hi: str  # inclusive
+    limit: int
+
+
+@dataclass
+class Outcome:
+    """What one batch statement did to its window."""
+
+    seen: int = 0  # rows in the window, at the statement's snapshot
+    last: str | None = None  # the window's largest key; None when it was empty
+    rotated: int = 0  # rows given a new value
+    nulls: int = 0  # NULL rows left NULL
+    collided: list[Any] = field(default_factory=list)  # keys whose new value was taken
+    missed: list[Any] = field(default_factory=list)  # deleted or changed by someone else
+
+
+@dataclass(frozen=True)
+class Split:
+    """A plan's facts: the high-water key, the rows below it, the shards' upper keys."""
+
+    high_water: str | None
+    total: int
+    uppers: list[str]  # ascending, the last one is high_water
+    sizes: list[int]  # rows of each shard
+    estimated: bool = False  # total (and the shards' sizes) are estimates
+
+
+def positions(total: int, shards: int) -> list[int]:
+    """1-based positions of the shards' last keys: equal shares, within one row."""
+    count = max(1, min(shards, total))
+    return [total * (i + 1) // count for i in range(count)]
+
+
+def sizes_of(ends: list[int]) -> list[int]:
+    return [end - start for start, end in zip([0, *ends], ends, strict=False)]
 
 
 class Builder:
@@ -19,20 +71,105 @@ class Builder:
             return f"--generator database is not available on {self.vendor}"
         return None
 
+    # The session and the batch.
+
+    def prepare_session(self, connection: BaseDatabaseWrapper, target: Target, name: str) -> None:
+        """Once per worker connection (and after a reconnect), outside any transaction."""
+
+    def guard_transaction(
+        self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
+    ) -> None:
+        """First statement of a batch transaction: bound lock waits and idle time."""
+
+    def tokens_needed(self, target: Target, window: Window) -> int:
+        """How many new values a window can use (never more than its rows can be)."""
+        integer = isinstance(target.pk, models.IntegerField | models.AutoField)
+        if integer and window.lo is not None:
+            return max(1, min(window.limit, int(window.hi) - int(window.lo)))
+        return window.limit
+
     def rotate(
         self,
         connection: BaseDatabaseWrapper,
         target: Target,
-        lo: Any,
-        hi: Any,
-        limit: int,
+        window: Window,
         tokens: Tokens | None,
-    ) -> tuple[int, Any]:
+        fill_nulls: bool,
+    ) -> Outcome:
         raise NotImplementedError
+
+    def rotate_keys(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        keys: list[Any],
+        tokens: Tokens | None,
+        fill_nulls: bool,
+    ) -> Outcome:
+        """Give ``keys`` (collided rows of this batch) other new values."""
+        raise NotImplementedError
+
+    def count_present(
+        self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
+    ) -> int:
+        """How many of ``keys`` still exist (the rest were deleted)."""
+        return target.queryset().filter(pk__in=keys).count()
 
     def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
         """The SQL of one batch, with placeholders, for --dry-run."""
         raise NotImplementedError
+
+    # The plan.
+
+    def plan_lock(self, connection: BaseDatabaseWrapper, target: Target) -> None:
+        """Inside the planning transaction: make a second planner wait for the first."""
+
+    def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
+        """Cut the key space into at most ``shards`` ranges of about equal rows."""
+        qs = target.queryset().order_by("pk").values_list("pk", flat=True)
+        high = qs.reverse().first()
+        if high is None:
+            return Split(None, 0, [], [])
+        keys = qs.filter(pk__lte=high)
+        ends = positions(keys.count(), shards)
+        uppers = [str(keys[end - 1 : end].get()) for end in ends[:-1]] + [str(high)]
+        return Split(str(high), ends[-1], uppers, sizes_of(ends))
+
+    def key_param(self, target: Target, text: str) -> Any:
+        """A key kept as text, as a parameter this builder's SQL compares exactly."""
+        return text
+
+    # Liveness of shard owners (see claims.py). Without locks: heartbeats.
+
+    def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
+        """Take the lock that says "shard_id is worked by this session"; False if held."""
+        return True
+
+    def disown(self, connection: BaseDatabaseWrapper, shard_id: int) -> None:
+        """Give the lock back (the shard is done or handed back)."""
+
+    def disown_all(self, connection: BaseDatabaseWrapper) -> None:
+        """Give back every lock of this session (before a pooled connection is reused)."""
+
+    def owner_alive(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool | None:
+        """Whether some session holds shard_id's lock; None where there are no such locks."""
+        return None
+
+    def backend_id(self, connection: BaseDatabaseWrapper) -> int | None:
+        """The database's id of this session (shown to operators), if it has one."""
+        return None
+
+    def blockers(
+        self, connection: BaseDatabaseWrapper, backends: list[int]
+    ) -> dict[int, list[int]]:
+        """For each of ``backends`` waiting on a lock, the sessions that hold it."""
+        return {}
+
+    # Faults and interruption.
+
+    def fault(self, exc: BaseException) -> Fault | None:
+        """What kind of passing fault ``exc`` is, or None when it is not one to retry."""
+        return None
 
     def connection_id(self, connection: BaseDatabaseWrapper) -> str:
         return f"{connection.vendor}:{id(connection.connection):x}"
@@ -42,10 +179,6 @@ class Builder:
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         return "unique" in str(exc).lower() or "duplicate" in str(exc).lower()
-
-    @staticmethod
-    def prep_key(connection: BaseDatabaseWrapper, target: Target, value: Any) -> Any:
-        return None if value is None else target.pk.get_db_prep_value(value, connection)
 
     @staticmethod
     def prep_values(connection: BaseDatabaseWrapper, target: Target, tokens: Tokens) -> list[Any]:

@@ -8,7 +8,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..generators import Generator, Tokens
 from ..target import Target
-from .base import Builder
+from .base import Builder, Outcome, Window
 
 
 class GenericBuilder(Builder):
@@ -16,31 +16,65 @@ class GenericBuilder(Builder):
     concurrent_writers = True
 
     def window(self, target: Target, lo: Any, hi: Any, limit: int) -> Any:
-        qs = target.queryset().filter(pk__lte=hi)
+        qs = target.queryset().filter(pk__lte=target.pk.to_python(hi))
         if lo is not None:
-            qs = qs.filter(pk__gt=lo)
-        return qs.order_by("pk").values_list("pk", flat=True)[:limit]
+            qs = qs.filter(pk__gt=target.pk.to_python(lo))
+        return qs.order_by("pk").values_list("pk", target.field.attname)[:limit]
+
+    def _apply(
+        self, target: Target, rows: list[tuple[Any, Any]], tokens: Tokens, fill: bool
+    ) -> Outcome:
+        keys = [key for key, old in rows if fill or old is not None]
+        values = tokens.python_values()[: len(keys)]
+        attname = target.field.attname
+        taken: set[Any] = set()
+        if target.field.unique:
+            lookup = {f"{attname}__in": values}
+            taken = set(target.queryset().filter(**lookup).values_list(attname, flat=True))
+        objs, collided = [], []
+        for key, value in zip(keys, values, strict=True):
+            if value in taken:
+                collided.append(key)
+                continue
+            taken.add(value)
+            objs.append(target.model(**{target.pk.attname: key, attname: value}))
+        target.queryset().bulk_update(objs, [target.field.name], batch_size=1000)
+        return Outcome(
+            seen=len(rows),
+            last=str(rows[-1][0]) if rows else None,
+            rotated=len(objs),
+            nulls=len(rows) - len(keys),
+            collided=collided,
+        )
 
     def rotate(
         self,
         connection: BaseDatabaseWrapper,
         target: Target,
-        lo: Any,
-        hi: Any,
-        limit: int,
+        window: Window,
         tokens: Tokens | None,
-    ) -> tuple[int, Any]:
+        fill_nulls: bool,
+    ) -> Outcome:
         if tokens is None:
             raise AssertionError("unreachable: supports() refuses server-side generators")
-        keys = list(self.window(target, lo, hi, limit))
-        attname = target.field.attname
-        objs = [
-            target.model(**{target.pk.attname: key, attname: value})
-            for key, value in zip(keys, tokens.python_values(), strict=False)
-        ]
-        target.queryset().bulk_update(objs, [target.field.name], batch_size=1000)
-        return len(keys), (keys[-1] if keys else None)
+        rows = list(self.window(target, window.lo, window.hi, window.limit))
+        return self._apply(target, rows, tokens, fill_nulls)
+
+    def rotate_keys(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        keys: list[Any],
+        tokens: Tokens | None,
+        fill_nulls: bool,
+    ) -> Outcome:
+        if tokens is None:
+            raise AssertionError("unreachable: supports() refuses server-side generators")
+        qs = target.queryset().filter(pk__in=keys).order_by("pk")
+        return self._apply(
+            target, list(qs.values_list("pk", target.field.attname)), tokens, fill_nulls
+        )
 
     def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
-        sql, _ = self.window(target, 0, 0, 1).query.sql_with_params()
+        sql, _ = self.window(target, "0", "0", 1).query.sql_with_params()
         return f"{sql};\n-- then QuerySet.bulk_update() over those keys (UPDATE ... CASE WHEN)"

@@ -1,124 +1,384 @@
-"""PostgreSQL: one statement per batch, tokens bound as one binary parameter.
+"""PostgreSQL: one set-based statement per batch; new values arrive by COPY.
 
-The keyset window is numbered with row_number(); each row takes its token by
-that number: a slice of one bytea (uuid4 fast path), an element of an
-unnested array (any other generator), or gen_random_uuid() (--generator
-database). The UPDATE repeats the key range, bounded by the window's largest
-key, so PostgreSQL reads only the window through the primary key index
-instead of hash-joining the table (see EXPLAIN in tests/test_sql.py).
+New values never travel as a bind parameter or in SQL text: PostgreSQL logs
+those (``log_min_duration_statement``, ``log_statement``), and a unique
+violation's DETAIL would log a live value. They are COPYed (binary) into a
+session temporary table, which the server log never shows, and the batch
+statement skips any row whose new value is already taken instead of failing:
+those rows get other values in the same transaction (``rotate_keys``).
+
+The keyset window is numbered with row_number() and each row takes the new
+value of the same number. The UPDATE repeats the key range, bounded by the
+window's largest key, so PostgreSQL reads only the window through the
+primary key index (see EXPLAIN in tests/test_sql.py). A row the application
+deleted or re-valued while the batch ran is left alone and reported, and the
+window, not the number of rows updated, says whether the shard is done.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import psycopg
+from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..faults import Fault, Kind
 from ..generators import Generator, Tokens
 from ..target import Target
-from .base import Builder
+from .base import Builder, Outcome, Split, Window, positions, sizes_of
 
-_WINDOW = """\
+#: The first key of the rotator's advisory locks ("rot"); the second is the shard id.
+ADVISORY_CLASS = 0x726F74
+#: Advisory transaction lock class for planning ("rop"); the second key hashes the column.
+PLAN_CLASS = 0x726F70
+#: Up to this many rows (by the statistics) a plan is exact; above, it samples.
+EXACT_PLAN_ROWS = 1_000_000
+SAMPLE_ROWS = 50_000
+
+_BATCH = """\
 WITH win AS (
-    SELECT w.k, {token} AS token
-    FROM (
-        SELECT {pk} AS k, row_number() OVER (ORDER BY {pk}) AS rn
-        FROM {table}
-        WHERE {lower}{pk} <= %(hi)s
-        ORDER BY {pk}
-        LIMIT %(limit)s
-    ) AS w{join}
+    SELECT {pk} AS k, {col} AS old, row_number() OVER (ORDER BY {pk}) AS rn
+    FROM {table}
+    WHERE {where}
+    ORDER BY {pk}
+    LIMIT %(limit)s
+), new AS (
+    SELECT {token} AS token, row_number() OVER () AS rn FROM {source}
+), pair AS (
+    SELECT win.k, win.old, new.token, {free} AS free
+    FROM win JOIN new ON new.rn = win.rn{taken}
+    WHERE {fill}
 ), last AS (
     -- not max(k): PostgreSQL has no max() for uuid keys
     SELECT k FROM win ORDER BY k DESC LIMIT 1
 ), upd AS (
-    UPDATE {table} AS t SET {col} = win.token
-    FROM win
-    WHERE t.{pk} = win.k AND {t_lower}t.{pk} <= (SELECT k FROM last)
+    UPDATE {table} AS t SET {col} = pair.token
+    FROM pair
+    WHERE t.{pk} = pair.k AND pair.free AND {t_range}
+        -- a value the application changed meanwhile is the application's
+        AND t.{col} IS NOT DISTINCT FROM pair.old
     RETURNING t.{pk} AS k
 )
-SELECT (SELECT count(*) FROM upd), (SELECT k FROM last)"""
+SELECT
+    (SELECT count(*) FROM win),
+    (SELECT k::text FROM last),
+    (SELECT count(*) FROM upd),
+    (SELECT count(*) FROM win WHERE old IS NULL),
+    (SELECT array_agg(k::text) FROM pair WHERE NOT free),
+    (SELECT array_agg(k::text) FROM pair WHERE free AND k NOT IN (SELECT k FROM upd))"""
+
+_UUID4 = (
+    # gen_random_uuid() for --generator database: made on the server, never sent
+    "gen_random_uuid()"
+)
+
+
+def _temp_table(db_type: str) -> str:
+    return "rotator_new_" + hashlib.sha256(db_type.encode()).hexdigest()[:10]
+
+
+def _binary_uuids(packed: bytes) -> bytes:
+    """A whole binary COPY stream of one uuid column, built without a loop per row."""
+    n = len(packed) // 16
+    rows = bytearray(22 * n)
+    for i, byte in enumerate(b"\x00\x01\x00\x00\x00\x10"):  # 1 field of 16 bytes
+        rows[i::22] = bytes((byte,)) * n
+    for i in range(16):
+        rows[6 + i :: 22] = packed[i::16]
+    return b"PGCOPY\n\xff\r\n\x00" + bytes(8) + bytes(rows) + b"\xff\xff"
 
 
 class PostgreSQLBuilder(Builder):
     vendor = "postgresql"
+
+    def __init__(self) -> None:
+        self._token_oid: dict[str, int] = {}
 
     def supports(self, target: Target, generator: Generator) -> str | None:
         if generator.server_side and target.field.get_internal_type() != "UUIDField":
             return "--generator database (gen_random_uuid()) only fills UUID columns"
         return None
 
-    def sql(self, connection: BaseDatabaseWrapper, target: Target, kind: str, lower: bool) -> str:
+    @staticmethod
+    def native_uuid(connection: BaseDatabaseWrapper, target: Target) -> bool:
+        """Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid."""
+        return type(target.field) is models.UUIDField and target.field.db_type(connection) == "uuid"
+
+    # SQL text (placeholders only; no value ever).
+
+    def sql(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        *,
+        lower: bool,
+        keys: bool = False,
+        server_side: bool = False,
+        fill_nulls: bool = False,
+    ) -> str:
         qn = connection.ops.quote_name
-        pk = qn(target.pk.column)
-        join = ""
-        if kind == "packed":
-            token = (
-                "encode(substring(%(tokens)s::bytea FROM (w.rn::int - 1) * 16 + 1 FOR 16),"
-                " 'hex')::uuid"
-            )
-        elif kind == "values":
-            token = "v.token"
-            join = (
-                f"\n    JOIN unnest(%(tokens)s::{target.field.db_type(connection)}[])"
-                " WITH ORDINALITY AS v(token, rn) ON v.rn = w.rn"
-            )
-        elif kind == "database":
-            token = "gen_random_uuid()"
+        pk, col = qn(target.pk.column), qn(target.field.column)
+        cast = target.pk.cast_db_type(connection)
+        if keys:
+            where = f"{pk} = ANY(%(keys)s::{cast}[])"
+            t_range = f"t.{pk} = ANY(%(keys)s::{cast}[])"
         else:
-            raise AssertionError("unreachable")
-        return _WINDOW.format(
-            token=token,
-            join=join,
+            where = f"{pk} <= %(hi)s::{cast}"
+            t_range = f"t.{pk} <= (SELECT k FROM last)"
+            if lower:
+                where = f"{pk} > %(lo)s::{cast} AND {where}"
+                t_range = f"t.{pk} > %(lo)s::{cast} AND {t_range}"
+        table = qn(target.model._meta.db_table)
+        if server_side:
+            token, source = _UUID4, "generate_series(1, %(limit)s)"
+        else:
+            token, source = "token", f"pg_temp.{_temp_table(target.field.db_type(connection))}"
+        # Is the new value taken? One probe of the unique index per row: LATERAL with
+        # LIMIT keeps the planner from hashing the whole table instead.
+        free, taken = "true", ""
+        if target.field.unique:
+            free = "taken.hit IS NULL"
+            taken = (
+                f"\n    LEFT JOIN LATERAL (SELECT 1 AS hit FROM {table} AS x"
+                f" WHERE x.{col} = new.token LIMIT 1) AS taken ON true"
+            )
+        return _BATCH.format(
             pk=pk,
-            table=qn(target.model._meta.db_table),
-            col=qn(target.field.column),
-            lower=f"{pk} > %(lo)s AND " if lower else "",
-            t_lower=f"t.{pk} > %(lo)s AND " if lower else "",
+            col=col,
+            table=table,
+            where=where,
+            t_range=t_range,
+            token=token,
+            source=source,
+            free=free,
+            taken=taken,
+            fill="true" if fill_nulls else "win.old IS NOT NULL",
         )
 
-    @staticmethod
-    def _kind(gen_or_tokens: Generator | Tokens | None) -> str:
-        if gen_or_tokens is None:
-            return "database"
-        if isinstance(gen_or_tokens, Generator):
-            return (
-                "database"
-                if gen_or_tokens.server_side
-                else ("packed" if gen_or_tokens.packed else "values")
+    # The session and the batch.
+
+    def prepare_session(self, connection: BaseDatabaseWrapper, target: Target, name: str) -> None:
+        db_type = target.field.db_type(connection)
+        table = _temp_table(db_type)
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute("SELECT set_config('application_name', %s, false)", (name[:63],))
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {table} (token {db_type}) ON COMMIT DELETE ROWS"
             )
-        return "packed" if gen_or_tokens.packed is not None else "values"
+            cur.execute(
+                "SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attname = 'token'",
+                (f"pg_temp.{table}",),
+            )
+            self._token_oid[db_type] = cur.fetchone()[0]
+
+    def guard_transaction(
+        self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
+    ) -> None:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute(
+                "SELECT set_config('lock_timeout', %s, true),"
+                " set_config('idle_in_transaction_session_timeout', %s, true)",
+                (f"{int(lock_timeout * 1000)}ms", f"{int(idle_timeout * 1000)}ms"),
+            )
+
+    def _copy(self, cur: psycopg.Cursor, connection: Any, target: Target, tokens: Tokens) -> None:
+        db_type = target.field.db_type(connection)
+        table = f"pg_temp.{_temp_table(db_type)}"
+        cur.execute(f"DELETE FROM {table}")  # leftovers of an earlier round of this batch
+        if tokens.packed is not None and self.native_uuid(connection, target):
+            with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_binary_uuids(tokens.packed))
+            return
+        values = self.prep_values(connection, target, tokens)
+        # Binary COPY: a value that does not fit fails without being quoted in the
+        # server log (text COPY's error context would show it).
+        with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([self._token_oid[db_type]])
+            for value in values:
+                copy.write_row((value,))
+
+    def _run(self, cur: psycopg.Cursor, sql: str, params: dict[str, Any]) -> Outcome:
+        cur.execute(sql, params)
+        seen, last, rotated, nulls, collided, missed = cur.fetchone()
+        return Outcome(seen, last, rotated, nulls, collided or [], missed or [])
 
     def rotate(
         self,
         connection: BaseDatabaseWrapper,
         target: Target,
-        lo: Any,
-        hi: Any,
-        limit: int,
+        window: Window,
         tokens: Tokens | None,
-    ) -> tuple[int, Any]:
-        kind = self._kind(tokens)
-        params: dict[str, Any] = {
-            "hi": self.prep_key(connection, target, hi),
-            "limit": limit,
-        }
-        if lo is not None:
-            params["lo"] = self.prep_key(connection, target, lo)
-        if tokens is not None:
-            params["tokens"] = (
-                tokens.packed if kind == "packed" else self.prep_values(connection, target, tokens)
-            )
-        # A server-binding cursor on Django's own connection (same transaction):
-        # the tokens travel as one binary parameter and are never logged.
+        fill_nulls: bool,
+    ) -> Outcome:
+        params: dict[str, Any] = {"hi": window.hi, "limit": window.limit}
+        if window.lo is not None:
+            params["lo"] = window.lo
+        sql = self.sql(
+            connection,
+            target,
+            lower=window.lo is not None,
+            server_side=tokens is None,
+            fill_nulls=fill_nulls,
+        )
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-            cur.execute(self.sql(connection, target, kind, lo is not None), params)
-            rows, last = cur.fetchone()
-        return rows, last
+            if tokens is not None:
+                self._copy(cur, connection, target, tokens)
+            return self._run(cur, sql, params)
+
+    def rotate_keys(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        keys: list[Any],
+        tokens: Tokens | None,
+        fill_nulls: bool,
+    ) -> Outcome:
+        sql = self.sql(
+            connection,
+            target,
+            lower=False,
+            keys=True,
+            server_side=tokens is None,
+            fill_nulls=fill_nulls,
+        )
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            if tokens is not None:
+                self._copy(cur, connection, target, tokens)
+            return self._run(cur, sql, {"keys": keys, "limit": len(keys)})
+
+    def count_present(
+        self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
+    ) -> int:
+        qn = connection.ops.quote_name
+        cast = target.pk.cast_db_type(connection)
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute(
+                f"SELECT count(*) FROM {qn(target.model._meta.db_table)} "
+                f"WHERE {qn(target.pk.column)} = ANY(%s::{cast}[])",
+                (keys,),
+            )
+            return cur.fetchone()[0]
 
     def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
-        return self.sql(connection, target, self._kind(gen), lower=True)
+        sql = self.sql(connection, target, lower=True, server_side=gen.server_side)
+        if gen.server_side:
+            return sql
+        table = _temp_table(target.field.db_type(connection))
+        return f"COPY pg_temp.{table} (token) FROM STDIN (FORMAT BINARY);\n{sql}"
+
+    # The plan: the statistics and a block sample, never a pass over a large table.
+
+    def plan_lock(self, connection: BaseDatabaseWrapper, target: Target) -> None:
+        key = f"{target.model._meta.db_table}.{target.field.column}"
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [PLAN_CLASS, key])
+
+    def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
+        qn = connection.ops.quote_name
+        pk, table = qn(target.pk.column), qn(target.model._meta.db_table)
+        cast = target.pk.cast_db_type(connection)
+        with connection.cursor() as cur:
+            # Qualified: a bare "id" would sort by the text output column of that name.
+            cur.execute(f"SELECT {pk}::text FROM {table} ORDER BY {table}.{pk} DESC LIMIT 1")
+            row = cur.fetchone()
+            if row is None:
+                return Split(None, 0, [], [])
+            high = row[0]
+            cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+            estimate = cur.fetchone()[0]
+            if estimate < EXACT_PLAN_ROWS:  # also -1: never analysed
+                cur.execute(f"SELECT count(*) FROM {table} WHERE {pk} <= %s::{cast}", [high])
+                ends = positions(cur.fetchone()[0], shards)
+                # percentile_disc(f) is the key at position ceil(f * n): aim mid-row.
+                fractions = [(end - 0.5) / ends[-1] for end in ends[:-1]]
+                sample, total = "", ends[-1]
+            else:
+                count = max(1, shards)
+                fractions = [(i + 1) / count for i in range(count - 1)]
+                sample = f" TABLESAMPLE SYSTEM ({100.0 * SAMPLE_ROWS / estimate:f})"
+                total = estimate
+            cur.execute(
+                f"SELECT (percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {pk}))::text[] "
+                f"FROM {table}{sample} WHERE {pk} <= %s::{cast}",
+                [fractions, high],
+            )
+            quantiles = cur.fetchone()[0] or []
+        if not sample:
+            return Split(high, total, [*quantiles, high], sizes_of(ends))
+        uppers = sorted(
+            {key for key in quantiles if key is not None and key != high}, key=quantiles.index
+        )
+        uppers.append(high)
+        share = sizes_of(positions(total, len(uppers)))
+        return Split(high, total, uppers, share, estimated=True)
+
+    # Liveness: a session advisory lock per shard, (class, shard id), held on the
+    # worker's connection; it is released with the session, whatever kills it.
+
+    def _advisory(self, connection: BaseDatabaseWrapper, sql: str, shard_id: int) -> Any:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute(sql, (ADVISORY_CLASS, shard_id))
+            return cur.fetchone()[0]
+
+    def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
+        sql = "SELECT pg_try_advisory_lock(%s::int4, %s::int4)"
+        return bool(self._advisory(connection, sql, shard_id))
+
+    def disown(self, connection: BaseDatabaseWrapper, shard_id: int) -> None:
+        self._advisory(connection, "SELECT pg_advisory_unlock(%s::int4, %s::int4)", shard_id)
+
+    def disown_all(self, connection: BaseDatabaseWrapper) -> None:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute("SELECT pg_advisory_unlock_all()")
+
+    def owner_alive(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool | None:
+        sql = (
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::int4::oid AND objid = %s::int4::oid AND objsubid = 2)"
+        )
+        return bool(self._advisory(connection, sql, shard_id))
+
+    def backend_id(self, connection: BaseDatabaseWrapper) -> int | None:
+        return connection.connection.info.backend_pid
+
+    def blockers(
+        self, connection: BaseDatabaseWrapper, backends: list[int]
+    ) -> dict[int, list[int]]:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pid, pg_blocking_pids(pid) FROM unnest(%s::int[]) AS pid", [backends]
+            )
+            return {pid: list(blocking) for pid, blocking in cur.fetchall() if blocking}
+
+    # Faults, by SQLSTATE class (psycopg maps each to an exception class).
+
+    def fault(self, exc: BaseException) -> Fault | None:
+        cause = exc.__cause__ or exc
+        errors = psycopg.errors
+        if isinstance(cause, errors.LockNotAvailable):
+            return Fault(Kind.LOCK, "a row lock was held longer than the lock timeout")
+        if isinstance(cause, errors.DeadlockDetected):
+            return Fault(Kind.CONFLICT, "deadlock with another transaction")
+        if isinstance(cause, errors.SerializationFailure):
+            return Fault(Kind.CONFLICT, "serialization failure")
+        if isinstance(cause, errors.QueryCanceled):
+            return Fault(Kind.TIMEOUT, "statement cancelled (statement timeout)")
+        if isinstance(cause, errors.UniqueViolation):
+            return Fault(Kind.COLLISION, "a new value was taken by a concurrent insert")
+        if isinstance(
+            cause,
+            errors.AdminShutdown
+            | errors.CrashShutdown
+            | errors.CannotConnectNow
+            | errors.IdleInTransactionSessionTimeout,
+        ):
+            return Fault(Kind.CONNECTION, f"the server ended the session ({cause.sqlstate})")
+        if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+            return Fault(Kind.CONNECTION, "the connection to the server was lost")
+        return None
 
     def connection_id(self, connection: BaseDatabaseWrapper) -> str:
         return f"postgresql:pid={connection.connection.info.backend_pid}"
@@ -126,7 +386,7 @@ class PostgreSQLBuilder(Builder):
     def interrupt(self, connection: BaseDatabaseWrapper) -> None:
         raw = connection.connection
         if raw is not None and not raw.closed:
-            raw.cancel_safe(timeout=5)
+            raw.cancel_safe(timeout=2)
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         cause = exc.__cause__ or exc

@@ -1,4 +1,9 @@
-"""SQLite: one writer, no network; read the window's keys, then executemany."""
+"""SQLite: one writer, no network, no server log: read the window, then executemany.
+
+The window's keys and old values are read raw (the database's own values, so
+a cursor compares exactly whatever the time zone); new values already taken
+are found with one ``IN`` query per chunk, and those rows get other values.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,13 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..faults import Fault, Kind
 from ..generators import Generator, Tokens
 from ..target import Target
-from .base import Builder
+from .base import Builder, Outcome, Split, Window, positions, sizes_of
+
+#: SQLite's default limit of bound variables is 32,766; stay well below.
+CHUNK = 500
 
 
 class SQLiteBuilder(Builder):
@@ -25,38 +34,134 @@ class SQLiteBuilder(Builder):
             qn(target.field.column),
         )
         where = f"{pk} > ? AND {pk} <= ?" if lower else f"{pk} <= ?"
-        select = f"SELECT {pk} FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
+        select = f"SELECT {pk}, {col} IS NULL FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
         update = f"UPDATE {table} SET {col} = ? WHERE {pk} = ?"
         return select, update
+
+    def _apply(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        cur: sqlite3.Cursor,
+        window: list[tuple[Any, int]],
+        tokens: Tokens,
+        fill_nulls: bool,
+    ) -> Outcome:
+        _, update = self.sql(connection, target, lower=False)
+        keys = [key for key, is_null in window if fill_nulls or not is_null]
+        values = self.prep_values(connection, target, tokens)[: len(keys)]
+        taken = self._taken(connection, target, cur, values) if target.field.unique else set()
+        pairs, collided, seen_values = [], [], set()
+        for key, value in zip(keys, values, strict=True):
+            marker = value if isinstance(value, str | bytes | int) else repr(value)
+            if marker in taken or (target.field.unique and marker in seen_values):
+                collided.append(key)
+                continue
+            seen_values.add(marker)
+            pairs.append((value, key))
+        cur.executemany(update, pairs)
+        return Outcome(
+            seen=len(window),
+            last=None if not window else str(window[-1][0]),
+            rotated=len(pairs),
+            nulls=len(window) - len(keys),
+            collided=collided,
+        )
+
+    @staticmethod
+    def _taken(
+        connection: BaseDatabaseWrapper, target: Target, cur: sqlite3.Cursor, values: list[Any]
+    ) -> set[Any]:
+        qn = connection.ops.quote_name
+        col, table = qn(target.field.column), qn(target.model._meta.db_table)
+        taken: set[Any] = set()
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(f"SELECT {col} FROM {table} WHERE {col} IN ({marks})", chunk)
+            taken.update(
+                v if isinstance(v, str | bytes | int) else repr(v) for (v,) in cur.fetchall()
+            )
+        return taken
 
     def rotate(
         self,
         connection: BaseDatabaseWrapper,
         target: Target,
-        lo: Any,
-        hi: Any,
-        limit: int,
+        window: Window,
         tokens: Tokens | None,
-    ) -> tuple[int, Any]:
+        fill_nulls: bool,
+    ) -> Outcome:
         if tokens is None:
             raise AssertionError("unreachable: supports() refuses server-side generators")
-        select, update = self.sql(connection, target, lower=lo is not None)
-        bounds = [self.prep_key(connection, target, hi), limit]
-        if lo is not None:
-            bounds.insert(0, self.prep_key(connection, target, lo))
-        values = self.prep_values(connection, target, tokens)
+        select, _ = self.sql(connection, target, lower=window.lo is not None)
+        bounds: list[Any] = [window.hi, window.limit]
+        if window.lo is not None:
+            bounds.insert(0, window.lo)
         with (
             connection.wrap_database_errors,
             contextlib.closing(connection.connection.cursor()) as cur,
         ):
             cur.execute(select, bounds)
-            keys = [row[0] for row in cur.fetchall()]
-            cur.executemany(update, zip(values, keys, strict=False))
-        return len(keys), (keys[-1] if keys else None)
+            rows = cur.fetchall()
+            return self._apply(connection, target, cur, rows, tokens, fill_nulls)
+
+    def rotate_keys(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        keys: list[Any],
+        tokens: Tokens | None,
+        fill_nulls: bool,
+    ) -> Outcome:
+        if tokens is None:
+            raise AssertionError("unreachable: supports() refuses server-side generators")
+        qn = connection.ops.quote_name
+        pk, col = qn(target.pk.column), qn(target.field.column)
+        table = qn(target.model._meta.db_table)
+        marks = ", ".join("?" * len(keys))
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cur,
+        ):
+            cur.execute(
+                f"SELECT {pk}, {col} IS NULL FROM {table} WHERE {pk} IN ({marks}) ORDER BY {pk}",
+                keys,
+            )
+            rows = cur.fetchall()
+            return self._apply(connection, target, cur, rows, tokens, fill_nulls)
+
+    def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
+        # Runs inside the planning transaction, so the count and the walk agree.
+        qn = connection.ops.quote_name
+        pk, table = qn(target.pk.column), qn(target.model._meta.db_table)
+        with contextlib.closing(connection.connection.cursor()) as cur:
+            cur.execute(f"SELECT {pk} FROM {table} ORDER BY {pk} DESC LIMIT 1")
+            row = cur.fetchone()
+            if row is None:
+                return Split(None, 0, [], [])
+            high = row[0]
+            cur.execute(f"SELECT count(*) FROM {table} WHERE {pk} <= ?", [high])
+            ends = positions(cur.fetchone()[0], shards)
+            uppers: list[str] = []
+            for end in ends[:-1]:
+                cur.execute(
+                    f"SELECT {pk} FROM {table} WHERE {pk} <= ? ORDER BY {pk} LIMIT 1 OFFSET ?",
+                    [high, end - 1],
+                )
+                uppers.append(str(cur.fetchone()[0]))
+        return Split(str(high), ends[-1], [*uppers, str(high)], sizes_of(ends))
 
     def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
         select, update = self.sql(connection, target, lower=True)
         return f"{select};\n{update};  -- executemany, one row per key"
+
+    def fault(self, exc: BaseException) -> Fault | None:
+        cause = exc.__cause__ or exc
+        busy = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        if isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorcode in busy:
+            return Fault(Kind.LOCK, "the database was locked by another writer")
+        return None
 
     def connection_id(self, connection: BaseDatabaseWrapper) -> str:
         return f"sqlite:{id(connection.connection):x}"

@@ -68,6 +68,20 @@ class Command(BaseCommand):
             help="Print the plan and the SQL of one batch; change nothing.",
         )
         parser.add_argument(
+            "--lock-timeout",
+            type=float,
+            default=2.0,
+            help="Seconds a batch may wait for a row lock held by the application before it "
+            "rolls back and retries smaller after a pause (default 2).",
+        )
+        parser.add_argument(
+            "--reconnect-timeout",
+            type=float,
+            default=60.0,
+            help="Seconds to wait for the database to come back after a lost connection or "
+            "a server restart before giving up with a resume hint (default 60).",
+        )
+        parser.add_argument(
             "--progress-interval",
             type=float,
             default=5.0,
@@ -111,6 +125,8 @@ class Command(BaseCommand):
                 verbosity=options["verbosity"],
                 tty=self.stderr.isatty(),
                 progress_interval=options["progress_interval"],
+                lock_timeout=options["lock_timeout"],
+                reconnect_timeout=options["reconnect_timeout"],
                 resume_hint=f"`{resume}`",
             ),
             out=self.stdout,

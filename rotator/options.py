@@ -1,0 +1,29 @@
+"""What one invocation asks for: the engine's input, independent of argv."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Options:
+    workers: int = 4
+    batch_size: int | None = None
+    shards: int | None = None
+    generator: str | None = None
+    restart: bool = False
+    dry_run: bool = False
+    verbosity: int = 1
+    tty: bool = False
+    progress_interval: float = 5.0
+    resume_hint: str = "the same command"
+    #: Seconds a batch may wait for a row lock before it rolls back and retries smaller.
+    lock_timeout: float = 2.0
+    #: Seconds to wait for the database to come back after a lost connection.
+    reconnect_timeout: float = 60.0
+    #: Give NULL rows a value too (by default NULL, "no credential issued", stays NULL).
+    fill_nulls: bool = False
+    #: Called inside every batch transaction, after the UPDATE (a test seam).
+    batch_hook: Callable[[Any], None] | None = None
