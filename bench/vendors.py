@@ -140,7 +140,7 @@ def floor(table: str, column: str) -> int:
         connection.connection.create_function("rotator_uuid4", 0, lambda: uuid.uuid4().hex)
         expression = "rotator_uuid4()"
     else:
-        from rotator.sql.mysql import random_uuid4_sql
+        from rotator.sql.mysql_text import random_uuid4_sql
         from rotator.target import resolve_target
 
         expression = random_uuid4_sql(connection, resolve_target("tickets.Ticket.token", "default"))
