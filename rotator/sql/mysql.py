@@ -39,6 +39,7 @@ from .mysql_text import (
     Names,
     create_sql,
     digest,
+    engine,
     has_random_bytes,
     leftovers_sql,
     load_sql,
@@ -112,7 +113,7 @@ class MySQLBuilder(Builder):
                         f"session ({exc.args[0]}); grant BINLOG ADMIN (or SUPER), or set "
                         "binlog_format=MIXED or ROW on the server"
                     ) from None
-            for sql in create_sql(Names(connection, target)):
+            for sql in create_sql(Names(connection, target), engine(connection, target)):
                 cur.execute(sql)
 
     def guard_transaction(
