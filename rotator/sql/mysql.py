@@ -123,7 +123,8 @@ class MySQLBuilder(Builder):
         guards = (max(1, math.ceil(lock_timeout)), max(1, math.ceil(idle_timeout)))
         if getattr(raw, "_rotator_guards", None) == guards:
             return  # session variables: once per connection
-        sql = f"SET SESSION innodb_lock_wait_timeout = {guards[0]}"
+        # lock_wait_timeout bounds metadata-lock waits (a batch queued behind an ALTER TABLE).
+        sql = f"SET SESSION innodb_lock_wait_timeout = {guards[0]}, lock_wait_timeout = {guards[0]}"
         if connection.mysql_is_mariadb:
             sql += f", idle_transaction_timeout = {guards[1]}"
         with connection.wrap_database_errors, contextlib.closing(raw.cursor()) as cur:
