@@ -101,6 +101,7 @@ def _header(command: str, rows: str, repeat: int, mode: str, server: Server) -> 
     import django
 
     settings = ", ".join(f"{k}={v}" for k, v in server.settings.items())
+    postgresql = server.version.startswith("PostgreSQL")
     return [
         f"## rotator benchmark: {mode}",
         "",
@@ -108,14 +109,23 @@ def _header(command: str, rows: str, repeat: int, mode: str, server: Server) -> 
         f"- Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}, Django {django.get_version()}",
         f"- {server.version}, {server.where}; {settings}",
-        f"- Rows: {rows} per contender, each on a fresh table (COPY seed, VACUUM ANALYZE, "
-        "CHECKPOINT) with autovacuum off, in a database the benchmark creates and drops",
+        f"- Rows: {rows} per contender, each on a fresh table "
+        + (
+            "(COPY seed, VACUUM ANALYZE, CHECKPOINT) with autovacuum off"
+            if postgresql
+            else "(seeded, then ANALYZE)"
+        )
+        + ", in a database the benchmark creates and drops",
         f"- Repeats: {repeat}, contenders alternating; Wall is the median"
         + (" (min-max)" if repeat > 1 else "")
         + " of the work alone, timed in a fresh child process; ~ marks figures extrapolated "
         "from a sample",
-        "- Peak RSS: ru_maxrss of that child; WAL: pg_wal_lsn_diff() of pg_current_wal_lsn() "
-        "around the work (server-wide)",
+        "- Peak RSS: ru_maxrss of that child; WAL: "
+        + (
+            "pg_wal_lsn_diff() of pg_current_wal_lsn() around the work (server-wide)"
+            if postgresql
+            else "not measured (PostgreSQL only)"
+        ),
         "",
     ]
 
