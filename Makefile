@@ -13,7 +13,7 @@ venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench,mysql]'
+	$(BIN)/python -m pip install -q -e '.[demo,test,bench,mysql]'
 	touch $@
 
 demo: venv
@@ -32,4 +32,4 @@ bench: venv
 	$(BIN)/python bench/run.py --rows $(ROWS)
 
 clean:
-	rm -rf $(VENV) .pgdata .data
+	rm -rf $(VENV) .venv-django42 .pgdata .data

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,6 +35,39 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Connections: one per worker thread plus the command's own. The pool keeps
 # them warm between batches; max_size bounds --workers (rotator checks it).
 POOL_MAX_SIZE = int(os.environ.get("ROTATOR_POOL_MAX_SIZE", "34"))
+# A wrong address or a server that went down fails in seconds with its own
+# cause (the command probes the server once, directly), not after 30 s of
+# pool retries. Pools need Django 5.1+; the app itself supports 4.2.
+CONNECT_TIMEOUT = 3
+POOL_TIMEOUT = 5
+POOLING = django.VERSION >= (5, 1)
+
+
+def _pool() -> dict:
+    return {"min_size": 1, "max_size": POOL_MAX_SIZE, "timeout": POOL_TIMEOUT}
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, fit for an error message."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _parse(url: str) -> dict:
+    expected = "expected postgres://user@host:port/name, mysql://user@host:port/name or sqlite:///path"
+    try:
+        db = dj_database_url.parse(url)
+    except ValueError as exc:
+        reason = str(exc).split(".")[0]
+        raise ImproperlyConfigured(
+            f"DATABASE_URL {_redacted(url)!r} is not a database URL ({reason}); {expected}"
+        ) from None
+    if not db.get("NAME"):
+        raise ImproperlyConfigured(f"DATABASE_URL {_redacted(url)!r} names no database; {expected}")
+    return db
 
 
 def _database() -> dict:
@@ -43,15 +78,13 @@ def _database() -> dict:
             "NAME": "postgres",
             "USER": "postgres",
             "PGDATA": str(BASE_DIR / ".pgdata"),
-            "OPTIONS": {"pool": {"min_size": 1, "max_size": POOL_MAX_SIZE, "timeout": 30}},
+            "OPTIONS": {"pool": _pool()} if POOLING else {},
         }
-    db = dj_database_url.parse(url)
+    db = _parse(url)
     if db["ENGINE"] == "django.db.backends.postgresql":
-        db.setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1,
-            "max_size": POOL_MAX_SIZE,
-            "timeout": 30,
-        }
+        db.setdefault("OPTIONS", {})["connect_timeout"] = CONNECT_TIMEOUT
+        if POOLING:
+            db["OPTIONS"]["pool"] = _pool()
     elif db["ENGINE"] == "django.db.backends.sqlite3":
         # A file (not :memory:) so that worker threads and subprocesses of the
         # test suite share one database; WAL lets readers run beside the writer.
@@ -61,6 +94,8 @@ def _database() -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
+        if django.VERSION < (5, 1):  # neither option exists before Django 5.1
+            del db["OPTIONS"]["transaction_mode"], db["OPTIONS"]["init_command"]
     elif db["ENGINE"] == "django.db.backends.mysql":
         # READ COMMITTED: a batch locks only the rows it rotates (no gap locks
         # under REPEATABLE READ's next-key locking), as on PostgreSQL.
@@ -82,5 +117,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"rotator": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "rotator": {"handlers": ["console"], "level": "WARNING"},
+        # The pool logs every failed attempt; the command's last line gives the cause.
+        "psycopg.pool": {"level": "ERROR"},
+    },
 }

@@ -64,7 +64,7 @@ class BatchResult:
 def tokens_for(job: Job, n: int) -> Tokens | None:
     """``n`` new values; for a unique field, distinct among themselves."""
     tokens = job.generator.tokens(n)
-    if tokens is None or tokens.values is None or not job.target.field.unique:
+    if tokens is None or tokens.values is None or not job.target.unique:
         return tokens
     values = tokens.values
     try:
@@ -80,7 +80,7 @@ def tokens_for(job: Job, n: int) -> Tokens | None:
         for i, value in zip(repeats, spare.values if spare else [], strict=False):
             values[i] = value
         distinct = set(values)
-    return Tokens(len(values), values=values)
+    return Tokens(len(values), values=values, source=tokens.source)
 
 
 def _check_run(job: Job) -> None:

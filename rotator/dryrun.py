@@ -23,6 +23,23 @@ def _describe_generator(gen: Generator) -> str:
     return gen.name
 
 
+def value_notes(target: Target, options: Options, generator: Generator) -> list[str]:
+    """What a user must know about the values before rotating (also for the plan)."""
+    notes = []
+    if generator.derived:
+        notes.append(
+            f"Stored values: what {type(target.field).__name__}.pre_save() makes of each new "
+            "value (as save() stores it); the new plaintext values are not kept"
+        )
+    if not target.unique:
+        notes.append(f"Uniqueness: {target.field.column!r} is not unique; no collision checks")
+    if target.field.null:
+        nulls = target.null_rows()
+        then = "filled (--fill-nulls)" if options.fill_nulls else "kept NULL (--fill-nulls fills)"
+        notes.append(f"NULL rows: {nulls:,}, {then}")
+    return notes
+
+
 def print_dry_run(
     target: Target,
     options: Options,
@@ -38,6 +55,8 @@ def print_dry_run(
     out.write(f"Generator: {_describe_generator(generator)}")
     out.write(f"Batch size: {BatchSizer(fixed=options.batch_size).describe()}")
     out.write(f"Workers: {options.workers}")
+    for line in value_notes(target, options, generator):
+        out.write(line)
     if run is not None:
         out.write(
             f"Would resume run {run.pk} (planned {run.created_at:%Y-%m-%d %H:%M %Z}): "

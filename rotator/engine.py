@@ -32,6 +32,7 @@ from .errors import RotatorError, RunStopped, ShardLost
 from .faults import Fault, Kind, Retries
 from .progress import Progress
 from .sizing import BatchSizer
+from .throttle import Throttle
 
 T = TypeVar("T")
 
@@ -56,6 +57,7 @@ class Session:
     in_batch: dict[int, float] = field(default_factory=dict)  # worker -> batch start
     errors: list[BaseException] = field(default_factory=list)
     stopped: RunStopped | None = None  # the run was paused or cancelled elsewhere
+    throttle: Throttle = field(default_factory=Throttle)  # ops: --max-rate, --pause-when
 
     def abort(self) -> None:
         """Cancel in-flight statements now; their transactions roll back."""
@@ -120,7 +122,7 @@ async def _reconnect(session: Session, worker: int, fault: Fault) -> None:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise RotatorError(
                     f"the database was unreachable for {session.reconnect_timeout:g} s "
-                    f"({first}); every committed batch is kept, run the command again to resume"
+                    f"({first}); every committed batch is kept"
                 ) from exc
             await _sleep(session, pause)
             pause = min(2.0, pause * 2)
@@ -159,12 +161,13 @@ async def _work_shard(
     retries = Retries()
     started, rows = time.monotonic(), 0
     while True:
+        size = await session.throttle.before_batch(sizer.size, session.stop)  # ops
         if session.stop.is_set():
             await _call(session, worker, claims.release, job.target, job.builder, lease)
             return
         session.in_batch[worker] = time.monotonic()
         try:
-            result = await _in_thread(run_batch, job, lease, sizer.size)
+            result = await _in_thread(run_batch, job, lease, size)  # ops: size, not sizer.size
         except ShardLost:
             progress.message(f"worker {worker}: shard {lease.index} taken over elsewhere", level=2)
             return
@@ -186,7 +189,7 @@ async def _work_shard(
                 raise RotatorError(
                     f"{fault.what} {retries.count} times in a row on shard {lease.index} of "
                     f"{job.target.label} over {retries.seconds:.0f} s; every committed batch "
-                    "is kept, run the command again to resume"
+                    "is kept"
                 ) from exc
             if fault.shrinks:
                 sizer.shrink()
@@ -200,6 +203,7 @@ async def _work_shard(
         finally:
             session.in_batch.pop(worker, None)
         retries.reset()
+        session.throttle.after_batch(size, result.seen)  # ops
         rows += result.rows
         progress.advance(result.rows, skipped=result.vanished + result.kept + result.nulls)
         sizer.record(result.seen, result.seconds)

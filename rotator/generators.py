@@ -3,21 +3,30 @@
 ``uuid.uuid4`` gets a fast path with the same source and format: one call to
 ``os.urandom`` for the whole batch, with the version and variant bits set in
 C (``bytes.translate`` on strided slices) instead of one ``UUID`` object per
-row. The values are uuid4 by construction and never leave as text.
+row. The values are uuid4 by construction and never leave as text. On a
+database with a uuid type the bytes go to the column as they are, so the path
+is taken there only where that is what ``save()`` stores (``values.packs_uuid4``);
+elsewhere builders unpack them and convert each through ``values.db_values``.
+
+A generator that raises is reported by the type of its exception only: the
+message may hold the value it was making.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.db import connections
 from django.utils.module_loading import import_string
 
 from .errors import RotatorError
 from .target import Target
+from .values import ValueRefused, check_values, native_uuid, packs_uuid4
 
 DATABASE = "database"
 
@@ -40,6 +49,8 @@ class Tokens:
     n: int
     packed: bytes | None = None
     values: list[Any] | None = None
+    #: The generator's name, for error messages (never the values).
+    source: str = "the generator"
 
     def python_values(self) -> list[Any]:
         if self.packed is not None:
@@ -57,22 +68,40 @@ class Tokens:
 class Generator:
     name: str
     func: Callable[[], Any] | None
+    #: uuid4 bytes in bulk are what save() stores (see values.packs_uuid4).
+    packed: bool = False
+    #: The field's pre_save() stores something else than the new value (e.g. its hash).
+    derived: bool = False
+    #: Values made for the up-front check, handed out first (workers share them).
+    _spare: list[Any] = field(default_factory=list, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @property
     def server_side(self) -> bool:
         return self.func is None
 
-    @property
-    def packed(self) -> bool:
-        return self.func is uuid.uuid4
+    def put_back(self, values: list[Any]) -> None:
+        """Keep unused values (the checked samples) for the next tokens()."""
+        with self._lock:
+            self._spare[:0] = values
 
     def tokens(self, n: int) -> Tokens | None:
         if self.func is None:
             return None
         if self.packed:
-            return Tokens(n, packed=packed_uuid4(n))
+            return Tokens(n, packed=packed_uuid4(n), source=self.name)
         func = self.func
-        return Tokens(n, values=[func() for _ in range(n)])
+        with self._lock:
+            values = self._spare[:n]
+            del self._spare[:n]
+        try:
+            values += [func() for _ in range(n - len(values))]
+        except Exception as exc:
+            raise ValueRefused(
+                f"generator {self.name!r} raised {type(exc).__name__} (message withheld: it may "
+                "hold a secret; call the generator in `manage.py shell` to see it)"
+            ) from None
+        return Tokens(n, values=values, source=self.name)
 
 
 def _name(func: Callable[[], Any]) -> str:
@@ -80,6 +109,35 @@ def _name(func: Callable[[], Any]) -> str:
 
 
 def resolve_generator(target: Target, spec: str | None) -> Generator:
+    """The generator named by ``spec`` (or the field's default), checked on a few values."""
+    generator = _resolve(target, spec)
+    connection = connections[target.alias]
+    if (
+        generator.server_side
+        and connection.features.has_native_uuid_field
+        and not native_uuid(target, connection)
+    ):
+        raise RotatorError(
+            f"--generator database (gen_random_uuid()) only fills a models.UUIDField on a native "
+            f"uuid column; {target.label!r} is a {type(target.field).__name__} "
+            f"({target.field.db_type(connection)}): pass --generator uuid.uuid4"
+        )
+    # Packed uuid4 bytes go to the column as they are only where that is what save()
+    # stores; on databases without a uuid type builders unpack them and convert each.
+    if generator.func is uuid.uuid4 and (
+        packs_uuid4(target, connection, generator.func)
+        or not connection.features.has_native_uuid_field
+    ):
+        generator = replace(generator, packed=True)
+    check = check_values(target, generator, connection)
+    generator = replace(generator, derived=check.derived)
+    # The checked values are the first ones stored: a generator is called as often
+    # as rows need values, and the values that passed the check are the ones used.
+    generator.put_back(check.samples)
+    return generator
+
+
+def _resolve(target: Target, spec: str | None) -> Generator:
     if spec == DATABASE:
         return Generator(DATABASE, None)
     if spec:

@@ -18,6 +18,14 @@ class Options:
     verbosity: int = 1
     tty: bool = False
     progress_interval: float = 5.0
+    #: Progress display: auto (a bar on a terminal, plain lines otherwise), bar, plain,
+    #: json or none (rotator/progress.py).
+    progress: str = "auto"
+    #: Throttling (rotator/throttle.py): rows per second for this process's workers,
+    #: a dotted path of a pause check, PostgreSQL standby lag in seconds.
+    max_rate: float | None = None
+    pause_when: str | None = None
+    max_replication_lag: float | None = None
     resume_hint: str = "the same command"
     #: Seconds a batch may wait for a row lock before it rolls back and retries smaller.
     lock_timeout: float = 2.0

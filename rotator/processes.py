@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import psutil
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    # psutil, not os.kill(pid, 0): on Windows that call terminates the process.
+    if not psutil.pid_exists(pid):
         return False
-    except PermissionError:
-        return True
-    # A killed process nobody has reaped yet (a zombie) still answers kill(0).
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
+        # A killed process nobody has reaped yet (a zombie) still exists.
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
         return True

@@ -15,27 +15,34 @@ import contextlib
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections
 
 from . import claims, runs
 from .batch import Job
 from .checks import check_database, check_options
-from .dryrun import print_dry_run
+from .dryrun import print_dry_run, value_notes
 from .engine import Session, work
 from .errors import Interrupted, RotatorError, RunStopped
+from .faults import Kind
 from .generators import Generator, resolve_generator
 from .models import Run
 from .options import Options
-from .progress import Progress, Stream, format_duration
+from .progress import Progress, Stream, check_progress_options, format_duration
 from .sql import Builder, builder_for
 from .target import Target
+from .throttle import Throttle, check_throttle_options
 
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is optional (no Windows wheels)
     uvloop = None
+
+T = TypeVar("T")
 
 #: Exit statuses of a run stopped from elsewhere (see README).
 PAUSED_EXIT = 3
@@ -60,8 +67,10 @@ def _generator_spec(options: Options, run: Run | None) -> str | None:
 
 def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report:
     check_options(options)
+    check_progress_options(options)  # ops
     connection = connections[target.alias]
     check_database(target.alias, options.workers)
+    check_throttle_options(options, target.alias)  # ops
     builder = builder_for(connection)
 
     unfinished = runs.active_run(target)
@@ -110,6 +119,8 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
                 f"{verb} run {run.pk}: {about}{run.total_rows:,} rows of {target.label} in "
                 f"{run.shards.count()} shards (keys up to {run.high_water})."
             )
+            for line in value_notes(target, options, generator):
+                out.write(line)
     else:
         paused = run.state == Run.State.PAUSED
         runs.resume_paused(run)
@@ -150,6 +161,9 @@ def _execute(
         tty=options.tty,
         interval=options.progress_interval,
         desc=target.label,
+        mode=options.progress,  # ops
+        run_id=run.pk,  # ops
+        workers=workers,  # ops
     )
     session = Session(
         job=Job(
@@ -165,6 +179,7 @@ def _execute(
         progress=progress,
         batch_size=options.batch_size,
         reconnect_timeout=options.reconnect_timeout,
+        throttle=Throttle.from_options(options, target.alias, progress),  # ops
     )
     signals: list[int] = []
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
@@ -172,13 +187,21 @@ def _execute(
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_main(session, workers, signals))
         stopped = bool(signals) or session.stopped is not None
-        finished = not stopped and not session.errors and runs.finish_if_complete(run)
+        finished = (
+            not stopped
+            and not session.errors
+            and _reconnecting(builder, target, options, runs.finish_if_complete, run)
+        )
     finally:
         progress.close()
 
     seconds = progress.elapsed
     rows = progress.rotated
-    done = f"{run.rows_done():,}/{run.total_rows:,} rows of {target.label} rotated"
+    try:
+        committed = _reconnecting(builder, target, options, run.rows_done)
+    except DatabaseError:  # the server is gone: say what this session saw committed
+        committed = progress.done
+    done = f"{committed:,}/{run.total_rows:,} rows of {target.label} rotated"
     resume = f"run {options.resume_hint} again to resume run {run.pk}"
     if session.errors and not signals:
         raise _as_rotator_error(session.errors[0], target, f"{done}; {resume}")
@@ -202,6 +225,24 @@ def _execute(
             where = f" by {', '.join(others)}" if others else ""
             out.write(f"Its remaining shards are being rotated{where}.")
     return Report(run.pk, rows, seconds, finished)
+
+
+def _reconnecting(
+    builder: Builder, target: Target, options: Options, fn: Callable[..., T], *args: Any
+) -> T:
+    """Call ``fn`` on the command's own connection, which a server restart may have
+    killed while the workers ran: reopen it, within the reconnect timeout."""
+    deadline = time.monotonic() + options.reconnect_timeout
+    while True:
+        try:
+            return fn(*args)
+        except DatabaseError as exc:
+            fault = builder.fault(exc)
+            if fault is None or fault.kind is not Kind.CONNECTION or time.monotonic() > deadline:
+                raise
+            with contextlib.suppress(Exception):
+                connections[target.alias].close()
+            time.sleep(0.5)
 
 
 def _accounting(run: Run) -> str | None:
@@ -263,12 +304,19 @@ async def _main(session: Session, workers: int, signals: list[int]) -> None:
 
 
 def _as_rotator_error(exc: BaseException, target: Target, resume: str) -> BaseException:
-    if isinstance(exc, RotatorError):
+    if isinstance(exc, Interrupted):
         return exc
+    if isinstance(exc, RotatorError):
+        error = RotatorError(f"{exc}; {resume}")
+        error.returncode = exc.returncode
+        error.__cause__ = exc.__cause__
+        return error
     if isinstance(exc, DatabaseError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return RotatorError(
+        error = RotatorError(
             f"database error while rotating {target.label}: {first}; "
             f"no batch was half-applied: {resume}"
         )
+        error.__cause__ = exc  # lets the command explain a pool timeout
+        return error
     return exc

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from urllib.parse import quote
@@ -85,3 +87,14 @@ def subprocess_env() -> dict[str, str]:
 
 def manage(*args: str) -> list[str]:
     return [sys.executable, "-W", "ignore", str(ROOT / "manage.py"), *args]
+
+
+@pytest.fixture
+def own_tmp() -> Iterator[Path]:
+    """A temporary directory outside pytest's tmp_path.
+
+    Every pytest session on the machine prunes old /tmp/pytest-of-<user>/ directories,
+    so with several sessions running at once a long test's tmp_path can vanish mid-test.
+    """
+    with tempfile.TemporaryDirectory(prefix="rotator-test-", ignore_cleanup_errors=True) as path:
+        yield Path(path)

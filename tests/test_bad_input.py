@@ -68,13 +68,8 @@ def refused(*args: str) -> str:
         ),
         (
             "tickets.Ticket.subject",
-            "'tickets.Ticket.subject' is not unique; rotator only rotates unique secret columns "
-            "(it retries on unique collisions)",
-        ),
-        (
-            "tickets.Ticket.created_at",
-            "'tickets.Ticket.created_at' is not unique; rotator only rotates unique secret "
-            "columns (it retries on unique collisions)",
+            "'tickets.Ticket.subject' has no callable default to make new values; "
+            "pass --generator dotted.path.to.callable",
         ),
         (
             "tickets.Ticket.id",
@@ -82,7 +77,8 @@ def refused(*args: str) -> str:
         ),
         (
             "rotator.Shard.run",
-            "'rotator.Shard.run' is not a plain column; only concrete fields can rotate",
+            "'rotator.Shard.run' is a ForeignKey (a reference to rotator.Run), not a secret; "
+            "rotate a column that holds a secret",
         ),
     ],
 )

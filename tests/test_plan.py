@@ -6,6 +6,8 @@ first shard), upper inclusive and the last shard ends at the high-water mark.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import connection
 
@@ -113,3 +115,61 @@ def test_one_row_one_shard():
 
 def test_empty_table_has_no_shards():
     assert plan_for(4) == Plan(high_water=None, total_rows=0, shards=[])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_planners_at_once_plan_one_run_and_the_second_joins_it(monkeypatch):
+    from rotator import runs
+    from rotator.models import Run
+
+    fill(2_000)
+    plans: list[Plan] = []
+
+    def counted(*args: object) -> Plan:
+        plans.append(make_plan(*args))
+        return plans[-1]
+
+    monkeypatch.setattr(runs, "make_plan", counted)
+    results: list[tuple[int, bool]] = []
+    start = threading.Barrier(2)
+
+    def plan() -> None:
+        try:
+            start.wait()
+            run, created = runs.plan_run(token_target(), builder_for(connection), 4, {})
+            results.append((run.pk, created))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=plan) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created for _, created in results) == [False, True]
+    assert len({pk for pk, _ in results}) == 1
+    assert len(plans) == 1  # the second waited for the first's plan instead of planning
+    assert Run.objects.count() == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_large_table_is_planned_from_a_sample_not_a_pass(monkeypatch):
+    import rotator.sql.postgresql as pg
+
+    fill(20_000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tickets_ticket")
+    # Pretend 20,000 rows are "large": the plan must come from the statistics and
+    # a block sample (an estimate), and still cover every key.
+    monkeypatch.setattr(pg, "EXACT_PLAN_ROWS", 10_000)
+    monkeypatch.setattr(pg, "SAMPLE_ROWS", 2_000)
+    plan = plan_for(8)
+    assert plan.estimated
+    assert 15_000 <= plan.total_rows <= 25_000
+    keys = sorted(Ticket.objects.values_list("pk", flat=True))
+    assert plan.high_water == keys[-1]
+    assert plan.shards[0].lower is None and plan.shards[-1].upper == keys[-1]
+    uppers = [s.upper for s in plan.shards]
+    assert uppers == sorted(uppers) and len(set(uppers)) == len(uppers)
+    assert len(plan.shards) >= 4  # a sample of ~2,000 rows still cuts several shards

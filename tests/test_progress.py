@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -11,34 +12,41 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from rotator.models import Run
-from tests.conftest import fill, run
+from tests.conftest import fill, run, vendor
 from tests.support import add_tickets, interrupted_run, tokens
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LABEL = re.escape("tickets.Ticket.token")
-#: One tqdm frame: "tickets.Ticket.token:  40%|####      | 400/1000 [00:00<00:01, 812.50 rows/s]"
+#: One bar frame: "tickets.Ticket.token:  40%|####    | 400/1,000 [0:01, 812 rows/s, 0:01 left]"
+#: (the label, the statistics and the status go when the terminal is narrow).
 FRAME = re.compile(
-    rf"^{LABEL}: +(?P<pct>\d+)%\|[#0-9 ]*\| (?P<done>\d+)/(?P<total>\d+) "
-    r"\[\d\d:\d\d<(?P<eta>\d\d:\d\d|\?), (?P<rate>[\d.]+|\?) rows/s\]$"
+    rf"^(?:{LABEL}: +)?(?P<pct>\d+)%\|[#0-9 ▏▎▍▌▋▊▉█]*\| (?P<done>[\d,]+)/(?P<total>[\d,]+)"
+    r"(?: \[(?P<elapsed>\d+:\d\d), (?P<rate>[\d,]+) rows/s, "
+    r"(?P<eta>\d+:\d\d left|estimating|no estimate)\])?(?: (?P<status>\S.*))?$"
 )
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 #: One plain progress line, for logs and pipes.
 LINE = re.compile(
-    r"^(?P<done>[\d,]+)/(?P<total>[\d,]+) rows \((?P<pct>\d+\.\d)%\), [\d,]+ rows/s, "
-    r"(?:\d+:\d\d(?::\d\d)?|unknown) remaining$"
+    rf"^(?P<stamp>{STAMP}) run (?P<run>\d+): "
+    r"(?P<done>[\d,]+)/(?P<total>[\d,]+) rows \((?P<pct>\d+\.\d)%\), [\d,]+ rows/s, "
+    r"(?:\d+:\d\d(?::\d\d)? remaining|estimating time remaining|no estimate: .*)"
+    r"(?:; (?P<status>.+))?$"
 )
 SUMMARY = re.compile(
     rf"^Rotated (?P<rows>[\d,]+) rows of {LABEL} in (?P<time>\d+:\d\d(?::\d\d)?) "
     r"\((?P<rate>[\d,]+) rows/s\) with (?P<workers>\d+) workers?; run (?P<run>\d+) finished\.$"
 )
+ERASE = "\x1b[K"
 
 
 def frames(err: str) -> list[re.Match]:
-    """The tqdm frames in ``err``, in order; anything else there fails the test."""
+    """The bar frames in ``err``, in order; anything else there fails the test."""
     found = []
-    for chunk in re.split(r"[\r\n]", err):
-        if chunk.strip():
+    for chunk in re.split(r"[\r\n]", err.replace(ERASE, "")):
+        if chunk:
+            assert chunk == chunk.rstrip(), f"trailing spaces: {chunk!r}"
             match = FRAME.match(chunk)
             assert match, f"not a progress bar frame: {chunk!r}"
             found.append(match)
@@ -54,17 +62,17 @@ def test_a_terminal_gets_a_bar_that_ends_at_exactly_100_percent():
     out, err = run("regenerate_token_async", "--workers", "2", "--batch-size", "100", tty=True)
     bar = frames(err)
     assert len(bar) >= 2
-    assert [(m["done"], m["total"]) for m in bar][0] == ("0", "3000")
+    assert [(m["done"], m["total"]) for m in bar][0] == ("0", "3,000")
     last = bar[-1]
-    assert (last["pct"], last["done"], last["total"]) == ("100", "3000", "3000")
-    assert last["eta"] == "00:00"
-    assert float(last["rate"]) > 0
-    assert all(int(m["done"]) <= 3_000 and int(m["pct"]) <= 100 for m in bar)
-    done = [int(m["done"]) for m in bar]
+    assert (last["pct"], last["done"], last["total"]) == ("100", "3,000", "3,000")
+    assert last["eta"] == "0:00 left"
+    assert number(last["rate"]) > 0
+    assert all(number(m["done"]) <= 3_000 and int(m["pct"]) <= 100 for m in bar)
+    done = [number(m["done"]) for m in bar]
     assert done == sorted(done)
     # tqdm writes through Django's OutputWrapper without its newline per write:
-    # frames are joined by carriage returns and the closed bar ends the line once.
-    assert err.startswith("\r") and err.endswith("]\n") and err.count("\n") == 1
+    # frames are "\r" + text + erase-to-end-of-line, and the closed bar ends the line once.
+    assert err.startswith("\r") and err.endswith(f"]{ERASE}\n") and err.count("\n") == 1
     assert SUMMARY.match(out.splitlines()[-1])
 
 
@@ -73,9 +81,9 @@ def test_a_resumed_run_starts_its_bar_at_the_rows_already_done():
     stopped = interrupted_run(workers=2, batch_size=25, committed=2)
     out, err = run("regenerate_token_async", "--workers", "2", tty=True)
     bar = frames(err)
-    assert (bar[0]["pct"], bar[0]["done"], bar[0]["total"]) == ("5", "50", "1000")
-    assert (bar[-1]["pct"], bar[-1]["done"]) == ("100", "1000")
-    assert all(int(m["done"]) >= 50 for m in bar)
+    assert (bar[0]["pct"], bar[0]["done"], bar[0]["total"]) == ("5", "50", "1,000")
+    assert (bar[-1]["pct"], bar[-1]["done"]) == ("100", "1,000")
+    assert all(number(m["done"]) >= 50 for m in bar)
     summary = SUMMARY.match(out.splitlines()[-1])
     assert summary["rows"] == "950" and summary["run"] == str(stopped.pk)
 
@@ -100,7 +108,7 @@ def test_the_summary_counts_rows_inserted_inside_the_planned_range():
     add_tickets(*range(600, 700, 2))  # 50 more, below the high-water mark
     out, err = run("regenerate_token_async", "--workers", "1", tty=True)
     assert Run.objects.get().rows_done() == 550
-    assert all(int(m["done"]) <= 500 for m in frames(err))  # never over 100%: holds
+    assert all(number(m["done"]) <= 500 for m in frames(err))  # never over 100%: holds
     assert SUMMARY.match(out.splitlines()[-1])["rows"] == "500"  # 450 printed
 
 
@@ -110,18 +118,20 @@ def test_without_a_terminal_plain_lines_report_progress():
         "regenerate_token_async",
         "--workers=1",
         "--batch-size=250",
-        "--progress-interval=0",
+        "--progress-interval=0.001",
     )
     lines = err.splitlines()
     assert lines, "no progress lines"
     matches = [LINE.match(line) for line in lines]
     assert all(matches), lines
     done = [number(m["done"]) for m in matches]
-    assert done == sorted(done) and all(0 < n <= 2_000 for n in done)
+    assert done == sorted(done) and all(0 <= n <= 2_000 for n in done)
     assert {m["total"] for m in matches} == {"2,000"}
     assert all(float(m["pct"]) <= 100.0 for m in matches)
-    assert lines[-1].startswith("2,000/2,000 rows (100.0%), ")
-    assert "250/2,000 rows (12.5%), " in err
+    assert lines[-1].split(": ", 1)[1].startswith("2,000/2,000 rows (100.0%), ")
+    assert len({n for n in done if n}) >= 2  # lines follow the batches (250 rows each)
+    assert all(n % 250 == 0 for n in done)
+    assert {m["run"] for m in matches} == {str(Run.objects.get().pk)}
 
 
 def test_without_a_terminal_lines_wait_for_the_interval():
@@ -138,7 +148,7 @@ def test_verbosity_0_prints_nothing_on_success(tty):
     out, err = run(
         "regenerate_token_async",
         "--workers=2",
-        "--progress-interval=0",
+        "--progress-interval=0.001",
         "--verbosity=0",
         tty=tty,
     )
@@ -164,15 +174,18 @@ def test_verbosity_2_reports_every_shard():
     fill(1_000)
     out, err = run("regenerate_token_async", "--workers", "2", "--shards", "4", "-v", "2")
     connection_name = r"(?:postgresql:pid=\d+|sqlite:[0-9a-f]+|mysql:id=\d+)"
+    prefix = rf"{STAMP} run \d+: "
     for shard in range(4):
         assert re.search(
-            rf"^worker \d: shard {shard} \(0/250 rows done\), batch [\d,]+ rows, "
+            rf"^{prefix}worker \d: shard {shard} \(0/250 rows done\), batch [\d,]+ rows, "
             rf"on {connection_name}$",
             err,
             re.M,
         ), err
         assert re.search(
-            rf"^worker \d: shard {shard} done, 250 rows \([\d,]+ rows/s this session\)$", err, re.M
+            rf"^{prefix}worker \d: shard {shard} done, 250 rows \([\d,]+ rows/s this session\)$",
+            err,
+            re.M,
         ), err
 
 
@@ -212,7 +225,7 @@ def test_no_token_is_ever_printed_even_at_verbosity_3():
         "regenerate_token_async",
         "--workers=2",
         "--batch-size=40",
-        "--progress-interval=0",
+        "--progress-interval=0.001",
         "--verbosity=3",
     )
     seen += tokens().values()
@@ -223,7 +236,7 @@ def test_no_token_is_ever_printed_even_at_verbosity_3():
         "tickets.Ticket.token",
         "--restart",
         "--generator=uuid.uuid4",
-        "--progress-interval=0",
+        "--progress-interval=0.001",
         "--verbosity=3",
     )
     seen += tokens().values()
@@ -267,3 +280,73 @@ def test_no_token_reaches_the_query_log_even_with_debug(settings, caplog):
     seen += tokens().values()
     assert "UPDATE" in caplog.text  # the checkpoints were logged: the log works
     assert not [text for text in spellings(seen) if text in caplog.text]
+
+
+JSON_FIELDS = {
+    "time",
+    "run",
+    "rows_done",
+    "rows_total",
+    "percent",
+    "rows_per_s",
+    "remaining_s",
+    "elapsed_s",
+    "workers",
+    "status",
+    "event",
+    "message",
+}
+
+
+def test_json_progress_is_one_object_per_line_with_every_field():
+    fill(2_000)
+    out, err = run(
+        "regenerate_token_async",
+        "--workers=2",
+        "--batch-size=100",
+        "--progress=json",
+        "--progress-interval=0.001",
+        "-v",
+        "2",
+        tty=True,  # asked for explicitly: JSON even on a terminal
+    )
+    records = [json.loads(line) for line in err.splitlines()]
+    assert len(records) > 5
+    assert all(set(record) == JSON_FIELDS for record in records)
+    progress = [r for r in records if r["event"] == "progress"]
+    assert [r["rows_done"] for r in progress] == sorted(r["rows_done"] for r in progress)
+    assert {(r["run"], r["rows_total"], r["workers"]) for r in records} == {
+        (Run.objects.get().pk, 2_000, 2 if vendor() != "sqlite" else 1)
+    }
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["time"]) for r in records)
+    assert any(r["event"] == "message" and " done, " in r["message"] for r in records)
+    end = records[-1]
+    assert (end["event"], end["rows_done"], end["percent"], end["status"]) == (
+        "end",
+        2_000,
+        100.0,
+        None,
+    )
+    assert SUMMARY.match(out.splitlines()[-1])  # stdout keeps the plan and summary lines
+
+
+@pytest.mark.parametrize(
+    ("mode", "tty", "expected"),
+    [("plain", True, "lines"), ("bar", False, "bar"), ("none", True, "nothing")],
+)
+def test_progress_mode_overrides_what_the_terminal_suggests(mode, tty, expected):
+    fill(1_000)
+    out, err = run(
+        "regenerate_token_async",
+        "--batch-size=100",
+        f"--progress={mode}",
+        "--progress-interval=0.001",
+        tty=tty,
+    )
+    if expected == "lines":
+        assert err and all(LINE.match(line) for line in err.splitlines())
+    elif expected == "bar":
+        assert frames(err)[-1]["pct"] == "100"
+    else:
+        assert err == ""
+    assert SUMMARY.match(out.splitlines()[-1])

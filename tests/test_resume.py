@@ -8,6 +8,7 @@ that the checkpoints match the counter exactly, and resumes to the end.
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import time
@@ -183,7 +184,7 @@ def test_a_signal_stops_at_a_checkpoint_and_the_rerun_finishes(tickets, spawn, s
     assert not Shard.objects.exclude(state=Shard.State.DONE).exclude(owner_session="").exists()
     name = signal.Signals(signum).name
     assert f"Interrupted by {name}: {tally.rotated:,}/{ROWS:,} rows" in child.err
-    assert "run `python manage.py regenerate_token_async` again to resume" in child.err
+    assert f"run `{shlex.join(COMMAND)}` again to resume" in child.err
 
     finish(spawn, tickets)
 

@@ -3,7 +3,8 @@
 pgserver counts the processes using a data directory in a file and stops the
 server when the last of them exits. A process killed with SIGKILL never takes
 itself off that list, which would keep the server alive forever; so before
-joining we drop the pids of processes that no longer exist.
+joining we drop the pids of processes that no longer exist, and a detached
+watchdog (``watchdog.py``) stops the server when all its users are gone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from rotator.processes import pid_alive
+from . import watchdog
+from .processes import alive
 
 _lock = threading.Lock()
 _socket_dirs: dict[Path, str] = {}
@@ -24,7 +26,7 @@ def _prune_dead_handles(pgdata: Path) -> None:
     if not handles.exists():
         return
     pids = json.loads(handles.read_text() or "[]")
-    live = [pid for pid in pids if pid_alive(pid)]
+    live = [pid for pid in pids if alive(pid)]
     if live != pids:
         handles.write_text(json.dumps(live))
 
@@ -44,6 +46,8 @@ def socket_dir(pgdata: str | Path) -> str:
             with PostgresServer._lock:
                 _prune_dead_handles(path)
             server = pgserver.get_server(path, cleanup_mode="stop")
+            with PostgresServer._lock:
+                watchdog.ensure_running(path)
             info = server.get_postmaster_info()
             if info.socket_dir is None:
                 raise AssertionError("unreachable: pgserver listens on a socket on POSIX")

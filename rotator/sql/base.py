@@ -16,6 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..faults import Fault
 from ..generators import Generator, Tokens
 from ..target import Target
+from ..values import db_values
 
 
 @dataclass(frozen=True)
@@ -182,5 +183,4 @@ class Builder:
 
     @staticmethod
     def prep_values(connection: BaseDatabaseWrapper, target: Target, tokens: Tokens) -> list[Any]:
-        field = target.field
-        return [field.get_db_prep_save(v, connection) for v in tokens.python_values()]
+        return db_values(target, connection, tokens.python_values(), tokens.source)

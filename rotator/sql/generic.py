@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..generators import Generator, Tokens
 from ..target import Target
+from ..values import saved_values
 from .base import Builder, Outcome, Window
 
 
@@ -25,10 +27,13 @@ class GenericBuilder(Builder):
         self, target: Target, rows: list[tuple[Any, Any]], tokens: Tokens, fill: bool
     ) -> Outcome:
         keys = [key for key, old in rows if fill or old is not None]
-        values = tokens.python_values()[: len(keys)]
+        # What save() would store (pre_save() applied, checked); bulk_update converts.
+        values = saved_values(
+            target, connections[target.alias], tokens.python_values()[: len(keys)], tokens.source
+        )
         attname = target.field.attname
         taken: set[Any] = set()
-        if target.field.unique:
+        if target.unique:
             lookup = {f"{attname}__in": values}
             taken = set(target.queryset().filter(**lookup).values_list(attname, flat=True))
         objs, collided = [], []

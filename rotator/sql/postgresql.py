@@ -29,6 +29,8 @@ from ..generators import Generator, Tokens
 from ..target import Target
 from .base import Builder, Outcome, Split, Window, positions, sizes_of
 
+_BPCHAR_OID, _TEXT_OID = 1042, 25
+
 #: The first key of the rotator's advisory locks ("rot"); the second is the shard id.
 ADVISORY_CLASS = 0x726F74
 #: Advisory transaction lock class for planning ("rop"); the second key hashes the column.
@@ -138,7 +140,7 @@ class PostgreSQLBuilder(Builder):
         # Is the new value taken? One probe of the unique index per row: LATERAL with
         # LIMIT keeps the planner from hashing the whole table instead.
         free, taken = "true", ""
-        if target.field.unique:
+        if target.unique:
             free = "taken.hit IS NULL"
             taken = (
                 f"\n    LEFT JOIN LATERAL (SELECT 1 AS hit FROM {table} AS x"
@@ -172,7 +174,9 @@ class PostgreSQLBuilder(Builder):
                 "AND attname = 'token'",
                 (f"pg_temp.{table}",),
             )
-            self._token_oid[db_type] = cur.fetchone()[0]
+            oid = cur.fetchone()[0]
+            # char(n) (bpchar) is sent in text's binary form; psycopg has no bpchar dumper.
+            self._token_oid[db_type] = _TEXT_OID if oid == _BPCHAR_OID else oid
 
     def guard_transaction(
         self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float

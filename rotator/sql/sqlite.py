@@ -50,11 +50,11 @@ class SQLiteBuilder(Builder):
         _, update = self.sql(connection, target, lower=False)
         keys = [key for key, is_null in window if fill_nulls or not is_null]
         values = self.prep_values(connection, target, tokens)[: len(keys)]
-        taken = self._taken(connection, target, cur, values) if target.field.unique else set()
+        taken = self._taken(connection, target, cur, values) if target.unique else set()
         pairs, collided, seen_values = [], [], set()
         for key, value in zip(keys, values, strict=True):
             marker = value if isinstance(value, str | bytes | int) else repr(value)
-            if marker in taken or (target.field.unique and marker in seen_values):
+            if marker in taken or (target.unique and marker in seen_values):
                 collided.append(key)
                 continue
             seen_values.add(marker)

@@ -1,19 +1,59 @@
 from __future__ import annotations
 
+import argparse
+import shlex
+import sys
+from importlib import metadata
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+import django
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils.connection import ConnectionDoesNotExist
 
+from rotator.checks import MAX_BATCH_SIZE
+from rotator.connectivity import check_reachable, explain_lost, explain_rotator_error
 from rotator.errors import RotatorError
 from rotator.runner import Options, rotate
+from rotator.sizing import MAX_BATCH, MIN_BATCH
 from rotator.target import Target, resolve_target
 
+EPILOG = """\
+exit status:
+  0    this invocation's work is done (or --dry-run printed the plan)
+  1    a problem, said in one line: bad field or option, database unreachable,
+       field already rotated (pass --restart), ...
+  2    usage error (unknown option, missing or malformed argument)
+  3    an operator paused the run: run the same command again to resume
+  4    the run was cancelled, or abandoned by --restart elsewhere
+  130  stopped by SIGINT (Ctrl-C): run the same command again to resume
+  143  stopped by SIGTERM: run the same command again to resume
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+database:
+  --database picks an alias of settings.DATABASES. The demo project's settings
+  read DATABASE_URL (postgres://user@host:port/name or sqlite:///path; unset:
+  the embedded PostgreSQL in .pgdata/).
+"""
+
+#: Options that must not be repeated when the command is run again to resume.
+_NOT_FOR_RESUME = {"--restart", "--dry-run"}
+
+
+class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Django's option order, with the epilog's layout kept as written."""
+
+
+def resume_command(name: str, fallback: str) -> str:
+    """The command line to run again: as it was typed when run from a shell."""
+    if sys.argv[1:2] != [name]:
+        return fallback  # called from code (call_command), not from a command line
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    return shlex.join(arg for arg in argv if arg not in _NOT_FOR_RESUME)
 
 
 class Command(BaseCommand):
@@ -23,6 +63,19 @@ class Command(BaseCommand):
     )
     #: The target is fixed by subclasses such as regenerate_token_async.
     target: str | None = None
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = EPILOG
+        return parser
+
+    def get_version(self) -> str:
+        try:
+            version = metadata.version("rotator")
+        except metadata.PackageNotFoundError:
+            version = "unknown (the rotator package is not installed)"
+        return f"rotator {version} (Django {django.get_version()})"
 
     def add_arguments(self, parser: CommandParser) -> None:
         if self.target is None:
@@ -38,8 +91,8 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=None,
-            help="Rows per batch transaction "
-            "(default: adaptive, aiming at half a second per batch).",
+            help=f"Rows per batch transaction, 1 to {MAX_BATCH_SIZE:,} (default: adaptive, "
+            f"{MIN_BATCH:,} to {MAX_BATCH:,} rows, aiming at half a second per batch).",
         )
         parser.add_argument(
             "--shards",
@@ -51,7 +104,8 @@ class Command(BaseCommand):
             "--generator",
             default=None,
             help="Dotted path of a callable making one new value, "
-            "or 'database' for gen_random_uuid() on PostgreSQL (default: the field's default).",
+            "or 'database' for gen_random_uuid() on PostgreSQL, UUID columns only "
+            "(default: the field's default).",
         )
         parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help='Database alias (default "default").'
@@ -66,6 +120,11 @@ class Command(BaseCommand):
             "--dry-run",
             action="store_true",
             help="Print the plan and the SQL of one batch; change nothing.",
+        )
+        parser.add_argument(
+            "--fill-nulls",
+            action="store_true",
+            help="Give rows whose value is NULL a new value too (default: NULL stays NULL).",
         )
         parser.add_argument(
             "--lock-timeout",
@@ -87,6 +146,36 @@ class Command(BaseCommand):
             default=5.0,
             help="Seconds between progress lines when the output is not a terminal (default 5).",
         )
+        parser.add_argument(
+            "--progress",
+            choices=["auto", "bar", "plain", "json", "none"],
+            default="auto",
+            help="Progress on stderr: a bar, plain log lines (with time and run), one JSON "
+            "object per line, or none (default auto: a bar on a terminal, plain lines otherwise).",
+        )
+        parser.add_argument(
+            "--max-rate",
+            type=float,
+            default=None,
+            metavar="ROWS_PER_S",
+            help="Rotate at most this many rows per second, all workers of this process "
+            "together (default: no limit).",
+        )
+        parser.add_argument(
+            "--pause-when",
+            default=None,
+            metavar="DOTTED_PATH",
+            help="A callable checked between batches (at most once a second) that returns None, "
+            "or a reason string to make every worker wait while it does.",
+        )
+        parser.add_argument(
+            "--max-replication-lag",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="PostgreSQL only: wait while a standby's replay lag "
+            "(pg_stat_replication.replay_lag) is above this many seconds.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         label = self.target or options["field"]
@@ -99,12 +188,14 @@ class Command(BaseCommand):
                 f"unknown database {alias!r}; settings.DATABASES has: {known}"
             ) from None
         try:
+            check_reachable(alias)
             target = resolve_target(label, alias)
             self.rotate(target, options)
         except RotatorError as exc:
-            raise CommandError(str(exc), returncode=exc.returncode) from exc
+            message = explain_rotator_error(alias, exc)
+            raise CommandError(message, returncode=exc.returncode) from exc
         except DatabaseError as exc:
-            raise CommandError(f"database {alias!r}: {_first_line(exc)}") from exc
+            raise CommandError(explain_lost(alias, exc)) from exc
         except KeyboardInterrupt:
             # Only reachable before the workers start (they handle SIGINT themselves);
             # planning is one transaction, so nothing was changed.
@@ -112,7 +203,9 @@ class Command(BaseCommand):
 
     def rotate(self, target: Target, options: dict[str, Any]) -> None:
         name = self.__class__.__module__.rsplit(".", 1)[-1]
-        resume = f"python manage.py {name}" + ("" if self.target else f" {target.label}")
+        resume = resume_command(
+            name, f"python manage.py {name}" + ("" if self.target else f" {target.label}")
+        )
         rotate(
             target,
             Options(
@@ -125,8 +218,13 @@ class Command(BaseCommand):
                 verbosity=options["verbosity"],
                 tty=self.stderr.isatty(),
                 progress_interval=options["progress_interval"],
+                fill_nulls=options["fill_nulls"],
                 lock_timeout=options["lock_timeout"],
                 reconnect_timeout=options["reconnect_timeout"],
+                progress=options["progress"],
+                max_rate=options["max_rate"],
+                pause_when=options["pause_when"],
+                max_replication_lag=options["max_replication_lag"],
                 resume_hint=f"`{resume}`",
             ),
             out=self.stdout,

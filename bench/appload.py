@@ -1,0 +1,104 @@
+"""The application beside a rotation: fixed-rate single-row statements in a few threads.
+
+Each thread has its own psycopg connection (autocommit) and its own schedule:
+statement k is due at start + k * interval. Latency is measured from when a
+statement was due, not from when it was sent, so a thread held up by a lock
+does not hide the statements it could not send meanwhile (no coordinated
+omission); the service time (from send) is kept beside it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Samples:
+    """Latencies (seconds, from when each statement was due) and errors, per kind."""
+
+    latency: dict[str, list[float]] = field(default_factory=lambda: {"update": [], "select": []})
+    #: from when each statement was sent: its own wait, without the queue behind a slow one
+    service: dict[str, list[float]] = field(default_factory=lambda: {"update": [], "select": []})
+    errors: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def all(self) -> list[float]:
+        return sorted(self.latency["update"] + self.latency["select"])
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def conninfo() -> dict[str, object]:
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    keys = ("dbname", "host", "port", "user", "password")
+    return {k: params[k] for k in keys if params.get(k) not in (None, "")}
+
+
+class Application:
+    """``threads`` threads issuing ``rate`` statements/s in total until stopped."""
+
+    def __init__(self, rate: float, threads: int, high: int) -> None:
+        self.interval = threads / rate
+        self.high = high
+        self.samples = Samples()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
+        ]
+        self._started = 0.0
+
+    def __enter__(self) -> Application:
+        self._started = time.perf_counter()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self.samples.seconds = time.perf_counter() - self._started
+
+    def _run(self, n: int) -> None:
+        import psycopg
+
+        rng = random.Random(n)
+        conn = psycopg.connect(autocommit=True, **conninfo())
+        # Threads start staggered so that their statements interleave evenly.
+        due = time.perf_counter() + self.interval * n / len(self._threads)
+        while not self._stop.is_set():
+            time.sleep(max(0.0, due - time.perf_counter()))
+            kind = "update" if rng.random() < 0.5 else "select"
+            pk = rng.randint(1, self.high)
+            sent = time.perf_counter()
+            try:
+                if kind == "update":
+                    conn.execute(
+                        "UPDATE tickets_ticket SET subject = %s WHERE id = %s",
+                        [f"seen {rng.getrandbits(32):08x}", pk],
+                    )
+                else:
+                    conn.execute(
+                        "SELECT id, subject, token FROM tickets_ticket WHERE id = %s", [pk]
+                    ).fetchone()
+                end = time.perf_counter()
+                with self._lock:
+                    self.samples.latency[kind].append(end - due)
+                    self.samples.service[kind].append(end - sent)
+            except psycopg.Error as exc:
+                with self._lock:
+                    self.samples.errors[type(exc).__name__] += 1
+                if conn.broken:
+                    conn = psycopg.connect(autocommit=True, **conninfo())
+            due += self.interval
+        conn.close()

@@ -1,0 +1,215 @@
+"""Slowing a run down on a busy database: a rate limit and pauses, with a visible reason.
+
+Workers call ``await throttle.before_batch(size, stop)`` before each batch
+(it returns the size to use) and ``throttle.after_batch(size, rows)`` after.
+
+- ``--max-rate``: one limit for all workers of this process, kept on the event
+  loop as a schedule of reservations: a batch of n rows may start no earlier
+  than the previous reservation's end, and books n / rate seconds. Idle time
+  is not banked, so there is no burst after a pause, and a batch is cut to
+  half a second's worth of rows so the load stays smooth. The limit is per
+  process: with several processes on one run give each its share.
+- ``--pause-when`` and ``--max-replication-lag``: checks run between batches,
+  at most once a second for all workers together, on the asking worker's own
+  thread and connection, outside any transaction. While one returns a reason,
+  every worker waits and the progress status says ``paused: <reason>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connections
+from django.utils.module_loading import import_string
+
+from .errors import RotatorError
+from .sql.replication import check_replication_lag, replication_lag
+
+if TYPE_CHECKING:
+    from .progress import Progress
+    from .runner import Options
+
+#: A pause check: None to go on, or the reason to wait.
+Check = Callable[[], "str | None"]
+#: Seconds of rows at --max-rate that one batch may hold.
+BURST = 0.5
+#: Seconds between two runs of the pause checks.
+CHECK_EVERY = 1.0
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
+
+
+def _positive(flag: str, value: float | None, unit: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise RotatorError(f"{flag} must be a number of {unit} above 0, got {value!r}")
+
+
+def load_pause_check(path: str) -> Check:
+    try:
+        check = import_string(path)
+    except ImportError as exc:
+        raise RotatorError(
+            f"--pause-when {path!r} cannot be imported ({exc}); give the dotted path of a "
+            "callable that returns None or the reason to pause"
+        ) from None
+    if not callable(check):
+        raise RotatorError(
+            f"--pause-when {path!r} is a {type(check).__name__}, not a callable; give one "
+            "that returns None or the reason to pause"
+        )
+    return check
+
+
+def check_throttle_options(options: Options, alias: str) -> None:
+    """Refuse bad throttle flags before anything changes."""
+    _positive("--max-rate", options.max_rate, "rows per second")
+    _positive("--max-replication-lag", options.max_replication_lag, "seconds")
+    if options.pause_when is not None:
+        load_pause_check(options.pause_when)
+    if options.max_replication_lag is not None:
+        check_replication_lag(alias, options.max_replication_lag)
+
+
+def lag_check(alias: str, limit: float) -> Check:
+    def check() -> str | None:
+        lag = replication_lag(connections[alias])
+        if lag is not None and lag > limit:
+            return f"replica lag {lag:.1f} s (--max-replication-lag {limit:g})"
+        return None
+
+    return check
+
+
+async def _sleep(seconds: float, stop: asyncio.Event | None) -> None:
+    """Sleep, but wake at once when ``stop`` is set (Ctrl-C must not wait out a pause)."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class Throttle:
+    """Rate limit and pauses shared by one process's workers (event loop only)."""
+
+    def __init__(
+        self,
+        *,
+        max_rate: float | None = None,
+        checks: list[tuple[str, Check]] | None = None,
+        status: Callable[[str | None], None] | None = None,
+        check_every: float = CHECK_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_rate = max_rate
+        self.cap = max(1, int(max_rate * BURST)) if max_rate else None
+        self.checks = checks or []
+        self.status = status
+        self.check_every = check_every
+        self.clock = clock
+        self.next_free = 0.0
+        self.waiting = 0
+        self.throttled = False
+        self.paused: str | None = None
+        self.checked_at: float | None = None
+        self.lock = asyncio.Lock()
+        self.shown: str | None = None
+
+    @classmethod
+    def from_options(cls, options: Options, alias: str, progress: Progress) -> Throttle:
+        checks = []
+        if options.pause_when is not None:
+            check = load_pause_check(options.pause_when)
+            checks.append((f"--pause-when {options.pause_when!r}", check))
+        if options.max_replication_lag is not None:
+            checks.append(("--max-replication-lag", lag_check(alias, options.max_replication_lag)))
+        return cls(
+            max_rate=options.max_rate,
+            checks=checks,
+            status=lambda reason: progress.set_status(reason, key="throttle"),
+        )
+
+    async def before_batch(self, rows: int, stop: asyncio.Event | None = None) -> int:
+        """Wait while paused or over the rate; return how many rows the batch may take."""
+        if self.checks:
+            await self._wait_while_paused(stop)
+        if self.max_rate is None or self.cap is None or (stop is not None and stop.is_set()):
+            return rows
+        rows = min(rows, self.cap)
+        now = self.clock()
+        start = max(now, self.next_free)
+        self.next_free = start + rows / self.max_rate
+        if start <= now:
+            if self.waiting == 0:
+                self._show(throttled=False)
+            return rows
+        self.waiting += 1
+        self._show(throttled=True)
+        try:
+            await _sleep(start - now, stop)
+        finally:
+            self.waiting -= 1
+        return rows
+
+    def after_batch(self, planned: int, rows: int) -> None:
+        """Give back the reservation of rows the batch did not find (a shard's last batch)."""
+        if self.max_rate and rows < planned:
+            self.next_free -= (planned - rows) / self.max_rate
+
+    async def _wait_while_paused(self, stop: asyncio.Event | None) -> None:
+        while True:
+            async with self.lock:
+                due = self.checked_at is None or self.clock() - self.checked_at >= self.check_every
+                if due:
+                    reason = await sync_to_async(self._run_checks, thread_sensitive=True)()
+                    self.checked_at = self.clock()
+                    self.paused = reason
+                    self._show()
+            if self.paused is None or (stop is not None and stop.is_set()):
+                return
+            assert self.checked_at is not None
+            await _sleep(max(0.0, self.checked_at + self.check_every - self.clock()), stop)
+            if stop is not None and stop.is_set():
+                return
+
+    def _run_checks(self) -> str | None:
+        for label, check in self.checks:
+            try:
+                reason = check()
+            except (RotatorError, DatabaseError):
+                raise
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise RotatorError(
+                    f"{label} raised {type(exc).__name__}: {first}; fix it first"
+                ) from exc
+            if reason is None or reason == "":
+                continue
+            if not isinstance(reason, str):
+                raise RotatorError(
+                    f"{label} returned {reason!r}; it must return None or the reason to pause "
+                    "as a string"
+                )
+            return reason
+        return None
+
+    def _show(self, throttled: bool | None = None) -> None:
+        if throttled is not None:
+            self.throttled = throttled
+        if self.paused is not None:
+            text: str | None = f"paused: {self.paused}"
+        elif self.throttled and self.max_rate:
+            text = f"throttled: --max-rate {_number(self.max_rate)} rows/s"
+        else:
+            text = None
+        if text != self.shown and self.status is not None:
+            self.status(text)
+        self.shown = text

@@ -1,0 +1,83 @@
+"""What the command says about itself: --version, --help, and the command to resume with."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from importlib import metadata
+
+import pytest
+
+from rotator.checks import MAX_BATCH_SIZE
+from rotator.management.commands import rotate_field
+from rotator.sizing import MAX_BATCH, MIN_BATCH
+
+
+def help_text() -> str:
+    return rotate_field.Command().create_parser("manage.py", "rotate_field").format_help()
+
+
+def test_version_is_the_rotators():
+    assert rotate_field.Command().get_version().startswith(f"rotator {metadata.version('rotator')}")
+
+
+def test_help_gives_the_exit_codes():
+    text = help_text()
+    for code, meaning in [
+        ("0", "work is done"),
+        ("1", "a problem"),
+        ("2", "usage error"),
+        ("3", "paused"),
+        ("4", "cancelled"),
+        ("130", "SIGINT"),
+        ("143", "SIGTERM"),
+    ]:
+        assert any(
+            line.strip().startswith(code + " ") and meaning in line for line in text.splitlines()
+        ), (code, meaning)
+
+
+def test_help_names_database_url_the_batch_bounds_and_the_uuid_only_generator():
+    text = " ".join(help_text().split())
+    assert "DATABASE_URL" in text
+    assert f"1 to {MAX_BATCH_SIZE:,}" in text
+    assert f"{MIN_BATCH:,} to {MAX_BATCH:,} rows" in text
+    assert "'database' for gen_random_uuid() on PostgreSQL, UUID columns only" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (
+            [".venv/bin/python", "-W", "ignore", "manage.py", "rotate_field", "a.B.c", "-v", "2"],
+            ".venv/bin/python -W ignore manage.py rotate_field a.B.c -v 2",
+        ),
+        (
+            ["python", "manage.py", "rotate_field", "a.B.c", "--restart", "--workers", "8"],
+            "python manage.py rotate_field a.B.c --workers 8",
+        ),
+    ],
+    ids=["as-typed", "without-restart"],
+)
+def test_the_resume_hint_is_the_command_as_it_was_run(monkeypatch, argv, hint):
+    monkeypatch.setattr(sys, "orig_argv", argv)
+    monkeypatch.setattr(sys, "argv", argv[argv.index("manage.py") :])
+    assert rotate_field.resume_command("rotate_field", "fallback") == hint
+    assert shlex.split(hint)  # pastes into a shell
+
+
+def test_the_resume_hint_from_code_is_the_plain_command(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["pytest", "tests"])
+    assert rotate_field.resume_command("rotate_field", "fallback") == "fallback"
+
+
+def test_bench_help_says_how_long_which_database_and_what_it_drops(capsys):
+    from bench.cli import parse
+
+    with pytest.raises(SystemExit) as done:
+        parse(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "about 20 minutes" in text
+    assert "DATABASE_URL" in text and "embedded PostgreSQL" in text
+    assert "creates a database 'rotator_bench'" in text and "drops it" in text
