@@ -57,7 +57,9 @@ def _redacted(url: str) -> str:
 
 
 def _parse(url: str) -> dict:
-    expected = "expected postgres://user@host:port/name, mysql://user@host:port/name or sqlite:///path"
+    expected = (
+        "expected postgres://user@host:port/name, mysql://user@host:port/name or sqlite:///path"
+    )
     try:
         db = dj_database_url.parse(url)
     except ValueError as exc:
