@@ -29,6 +29,7 @@ def other() -> Iterator:
 
 def test_a_shard_lock_is_held_by_one_session_and_dies_with_it(other):
     builder = MySQLBuilder()
+    connection.ensure_connection()  # builders work on open connections (the engine's)
     try:
         assert builder.try_own(connection, 41)
         assert not builder.try_own(other, 41)
