@@ -202,7 +202,7 @@ def test_while_blocked_the_progress_lines_name_the_lock_holder(counted):
             holder_pid.append(backend_pid(conn))
             holding.set()
             wait_until_blocking(backend_pid(conn))
-            time.sleep(2.0)
+            time.sleep(4.0)  # the watcher asks after 1 s, once a second
 
     thread = Background(holder)
     thread.start()
