@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 ROWS ?= 1000000
 WORKERS ?= 8
+# Extra pytest arguments, e.g. PYTEST_ARGS='-m "not slow"' (CI uses it per database).
+PYTEST_ARGS ?=
 
 .PHONY: venv demo test lint bench clean
 
@@ -13,7 +15,7 @@ venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[demo,test,bench]'
+	$(BIN)/python -m pip install -q -e '.[demo,test,bench,mysql]'
 	touch $@
 
 demo: venv
@@ -22,7 +24,7 @@ demo: venv
 	$(BIN)/python -W ignore manage.py regenerate_token_async --workers $(WORKERS)
 
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

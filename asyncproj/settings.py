@@ -1,6 +1,6 @@
 """Settings for the rotator demo project.
 
-DATABASE_URL picks the database (postgres://..., sqlite:///...). Unset, the
+DATABASE_URL picks the database (postgres://..., mysql://..., sqlite:///...). Unset, the
 project uses an embedded PostgreSQL (the ``pgserver`` wheel) whose data lives
 in ``.pgdata/`` and which is started on first connection and stopped when the
 last process using it exits.
@@ -57,7 +57,9 @@ def _redacted(url: str) -> str:
 
 
 def _parse(url: str) -> dict:
-    expected = "expected postgres://user@host:port/name or sqlite:///path"
+    expected = (
+        "expected postgres://user@host:port/name, mysql://user@host:port/name or sqlite:///path"
+    )
     try:
         db = dj_database_url.parse(url)
     except ValueError as exc:
@@ -96,6 +98,15 @@ def _database() -> dict:
         }
         if django.VERSION < (5, 1):  # neither option exists before Django 5.1
             del db["OPTIONS"]["transaction_mode"], db["OPTIONS"]["init_command"]
+    elif db["ENGINE"] == "django.db.backends.mysql":
+        # READ COMMITTED: a batch locks only the rows it rotates (no gap locks
+        # under REPEATABLE READ's next-key locking), as on PostgreSQL.
+        db["OPTIONS"] = {
+            "charset": "utf8mb4",
+            "isolation_level": "read committed",
+            "init_command": "SET sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
+        }
+        db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     return db
 
 

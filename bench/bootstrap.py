@@ -30,15 +30,16 @@ def setup(dbname: str, *, admin: bool = False) -> None:
     databases = settings.DATABASES
     default = databases["default"]
     vendor = load_backend(default["ENGINE"]).DatabaseWrapper.vendor
-    if vendor != "postgresql":
+    if vendor not in ("postgresql", "mysql", "sqlite"):
         raise BenchError(
-            f"the benchmark needs PostgreSQL but the configured database is {vendor} "
-            f"({default['ENGINE']!r}); unset DATABASE_URL for the embedded server or set "
-            "DATABASE_URL=postgres://..."
+            f"the benchmark runs on PostgreSQL, MariaDB/MySQL or SQLite, but the configured "
+            f"database is {vendor} ({default['ENGINE']!r}); pass --database-url postgres://..., "
+            "mysql://... or sqlite:///..."
         )
     if admin:
         maintenance = copy.deepcopy(default)
         maintenance.get("OPTIONS", {}).pop("pool", None)
         databases[ADMIN] = maintenance
-    default["NAME"] = dbname
+    # SQLite: the bench database is a file beside the project's own (.data/).
+    default["NAME"] = str(ROOT / ".data" / f"{dbname}.sqlite3") if vendor == "sqlite" else dbname
     django.setup()

@@ -24,6 +24,8 @@ def peak_rss() -> int:
 def _lsn() -> str:
     from django.db import connections
 
+    if connections["default"].vendor != "postgresql":
+        return ""  # WAL is measured on PostgreSQL only
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT pg_current_wal_lsn()::text")
         return cursor.fetchone()[0]
@@ -32,6 +34,8 @@ def _lsn() -> str:
 def _wal_between(start: str, end: str) -> int:
     from django.db import connections
 
+    if not start:
+        return 0
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)::bigint", [end, start])
         return cursor.fetchone()[0]

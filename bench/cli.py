@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 from django.db import DatabaseError
 
 from .bootstrap import BenchError, setup
-from .contenders import BUDGET, CONTENDERS, MEMORY, PER_ROW_SAMPLE, PILOT, Contender, select
+from .contenders import (
+    BUDGET,
+    CONTENDERS,
+    MEMORY,
+    PER_ROW_SAMPLE,
+    PILOT,
+    Contender,
+    for_vendor,
+    select,
+)
 from .database import NAME
 
 if TYPE_CHECKING:
@@ -59,6 +68,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "table shows the median (default 1).",
     )
     parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Server to benchmark on: postgres://..., mysql://... (MariaDB or MySQL) or "
+        "sqlite:///... (default: DATABASE_URL, else the embedded PostgreSQL). Each database's "
+        "own floor is measured in the same run.",
+    )
+    parser.add_argument(
         "--only",
         default=None,
         help="Comma-separated contender names or patterns, e.g. "
@@ -97,21 +113,31 @@ def _header(command: str, rows: str, repeat: int, mode: str, server: Server) -> 
     import django
 
     settings = ", ".join(f"{k}={v}" for k, v in server.settings.items())
+    postgresql = server.version.startswith("PostgreSQL")
     return [
         f"## rotator benchmark: {mode}",
         "",
         f"- Command: `{command}`",
         f"- Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}, Django {django.get_version()}",
-        f"- PostgreSQL {server.version}, {server.where}; {settings}",
-        f"- Rows: {rows} per contender, each on a fresh table (COPY seed, VACUUM ANALYZE, "
-        "CHECKPOINT) with autovacuum off, in a database the benchmark creates and drops",
+        f"- {server.version}, {server.where}; {settings}",
+        f"- Rows: {rows} per contender, each on a fresh table "
+        + (
+            "(COPY seed, VACUUM ANALYZE, CHECKPOINT) with autovacuum off"
+            if postgresql
+            else "(seeded, then ANALYZE)"
+        )
+        + ", in a database the benchmark creates and drops",
         f"- Repeats: {repeat}, contenders alternating; Wall is the median"
         + (" (min-max)" if repeat > 1 else "")
         + " of the work alone, timed in a fresh child process; ~ marks figures extrapolated "
         "from a sample",
-        "- Peak RSS: ru_maxrss of that child; WAL: pg_wal_lsn_diff() of pg_current_wal_lsn() "
-        "around the work (server-wide)",
+        "- Peak RSS: ru_maxrss of that child; WAL: "
+        + (
+            "pg_wal_lsn_diff() of pg_current_wal_lsn() around the work (server-wide)"
+            if postgresql
+            else "not measured (PostgreSQL only)"
+        ),
         "",
     ]
 
@@ -209,9 +235,13 @@ def main(argv: list[str]) -> int:
     args = parse(argv[1:])
     command = shlex.join(["python", *argv])
     echo = Echo()
+    if args.database_url:
+        # Before Django reads its settings; the contenders' child processes inherit it.
+        os.environ["DATABASE_URL"] = args.database_url
     try:
         contenders = select(args.only)
         setup(NAME, admin=True)
+        contenders = for_vendor(contenders)
         text, failed = _benchmark(args, command, contenders, echo)
         print(text)
         if failed:

@@ -68,6 +68,26 @@ CONTENDERS = [
 MEMORY = Contender("rotator-w4", "rotator --workers 4", "rotator", {"workers": 4})
 
 
+def for_vendor(contenders: list[Contender]) -> list[Contender]:
+    """The contenders this database can run, the floor labelled with its own SQL."""
+    from .vendors import floor_label, vendor
+
+    if vendor() == "postgresql":
+        return contenders
+    if vendor() == "sqlite":  # no server-side generator there
+        contenders = [c for c in contenders if c.params.get("generator") != "database"]
+    # bulk_update's CASE WHEN grows with the square of the batch here too: a pilot
+    # first, as for the literal design, so that 1M rows cannot take half an hour.
+    return [
+        Contender(c.name, floor_label(), c.workload)
+        if c.name == "floor"
+        else Contender(c.name, c.label, c.workload, c.params, pilot=PILOT)
+        if c.name == "textbook"
+        else c
+        for c in contenders
+    ]
+
+
 def select(only: str | None) -> list[Contender]:
     """The contenders named by ``--only`` (names or shell patterns), in table order."""
     if not only:

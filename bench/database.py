@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.db import connections
 
+from . import vendors
 from .bootstrap import ADMIN, BenchError
 
 NAME = "rotator_bench"
@@ -22,6 +23,8 @@ class Server:
 
 def create(name: str = NAME) -> None:
     """Create ``name`` afresh; refuse when another session is using it."""
+    if vendors.vendor() != "postgresql":
+        return vendors.create(name)
     qn = connections[ADMIN].ops.quote_name
     with connections[ADMIN].cursor() as cursor:
         cursor.execute("SELECT current_setting('server_version_num')::int")
@@ -44,6 +47,8 @@ def create(name: str = NAME) -> None:
 
 
 def drop(name: str = NAME) -> None:
+    if vendors.vendor() != "postgresql":
+        return vendors.drop(name)
     default = connections["default"]
     default.close()
     if hasattr(default, "close_pool"):
@@ -56,6 +61,8 @@ def drop(name: str = NAME) -> None:
 
 def describe() -> Server:
     connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return Server(*vendors.describe())
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         (version,) = cursor.fetchone()
@@ -68,11 +75,13 @@ def describe() -> Server:
     else:
         params = connection.get_connection_params()
         where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
-    return Server(version=version.split()[0], where=where, settings=values)
+    return Server(version=f"PostgreSQL {version.split()[0]}", where=where, settings=values)
 
 
 def other_writes() -> dict[int, int]:
     """Rows written so far in each other database of the server, by oid (to flag shared WAL)."""
+    if vendors.vendor() != "postgresql":
+        return {}  # WAL is measured on PostgreSQL only
     with connections["default"].cursor() as cursor:
         cursor.execute(
             "SELECT datid::bigint, (tup_inserted + tup_updated + tup_deleted)::bigint "

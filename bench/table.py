@@ -13,6 +13,8 @@ from django.db import DatabaseError, connections
 
 from tickets.models import Ticket
 
+from . import vendors
+
 SIDE = "bench_old_tokens"
 
 
@@ -37,12 +39,16 @@ def _names() -> tuple[str, str, str]:
 def prepare_schema() -> None:
     """Keep autovacuum off the bench table: it would otherwise start mid-contender."""
     table, _, _ = _names()
+    if vendors.vendor() != "postgresql":
+        return
     _execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
 
 
 def reset() -> None:
     """Empty the ticket table (new files, identity from 1) and rotator's run tables."""
     table, _, _ = _names()
+    if vendors.vendor() != "postgresql":
+        return vendors.reset(table, SIDE)
     _execute(f"DROP TABLE IF EXISTS {SIDE}")
     _execute(f"TRUNCATE {table}, rotator_fingerprint, rotator_shard, rotator_run RESTART IDENTITY")
 
@@ -50,6 +56,9 @@ def reset() -> None:
 def snapshot() -> bool:
     """Save the tokens, VACUUM ANALYZE, CHECKPOINT; return whether CHECKPOINT was allowed."""
     table, pk, token = _names()
+    if vendors.vendor() != "postgresql":
+        vendors.snapshot(table, pk, token, SIDE)
+        return True
     _execute(f"CREATE UNLOGGED TABLE {SIDE} AS SELECT {pk} AS id, {token} AS token FROM {table}")
     _execute(f"VACUUM ANALYZE {table}")
     _execute(f"ANALYZE {SIDE}")
@@ -65,7 +74,7 @@ def snapshot() -> bool:
 def upper_key(rows: int) -> int:
     """The largest id among the first ``rows`` rows: a sample's upper bound."""
     table, pk, _ = _names()
-    found = _execute(f"SELECT {pk} FROM {table} ORDER BY {pk} OFFSET %s LIMIT 1", [rows - 1])
+    found = _execute(f"SELECT {pk} FROM {table} ORDER BY {pk} LIMIT 1 OFFSET %s", [rows - 1])
     if found is None:
         raise AssertionError(f"unreachable: the table has fewer than {rows:,} rows")
     return found[0]
@@ -75,14 +84,15 @@ def verify(expected: int, total: int, upper: int | None) -> Verdict:
     """Exactly ``expected`` tokens changed (all with id <= ``upper``), none lost or added."""
     table, pk, token = _names()
     found = _execute(
+        # Portable SQL (tokens are never NULL; a missing row counts as changed).
         f"SELECT count(*), count(t.{pk}), "
-        f"count(*) FILTER (WHERE t.{token} IS DISTINCT FROM o.token), "
-        f"count(*) FILTER (WHERE t.{token} IS DISTINCT FROM o.token AND o.id > %s) "
+        f"sum(CASE WHEN t.{pk} IS NULL OR t.{token} <> o.token THEN 1 ELSE 0 END), "
+        f"sum(CASE WHEN (t.{pk} IS NULL OR t.{token} <> o.token) AND o.id > %s THEN 1 ELSE 0 END) "
         f"FROM {SIDE} o LEFT JOIN {table} t ON t.{pk} = o.id",
         [2**62 if upper is None else upper],
     )
     (count,) = _execute(f"SELECT count(*) FROM {table}") or (0,)
-    saved, kept, changed, outside = found or (0, 0, 0, 0)
+    saved, kept, changed, outside = (int(v or 0) for v in found or (0, 0, 0, 0))
     ok = saved == total and kept == total and count == total and changed == expected
     ok = ok and outside == 0
     text = f"{changed:,}/{expected:,} changed"

@@ -34,6 +34,10 @@ def floor(job: dict[str, Any]) -> tuple[int, str]:
     connection = connections["default"]
     qn = connection.ops.quote_name
     table, column = Ticket._meta.db_table, Ticket._meta.get_field("token").column
+    if connection.vendor != "postgresql":
+        from .vendors import floor as vendor_floor
+
+        return vendor_floor(qn(table), qn(column)), ""
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {qn(table)} SET {qn(column)} = gen_random_uuid()")
         return cursor.rowcount, ""
@@ -41,7 +45,8 @@ def floor(job: dict[str, Any]) -> tuple[int, str]:
 
 def textbook(job: dict[str, Any]) -> tuple[int, str]:
     rows, batch = 0, []
-    for ticket in Ticket.objects.iterator(chunk_size=BATCH):
+    # Up to the sample's last key (all rows unless a pilot runs on the first ones).
+    for ticket in Ticket.objects.filter(pk__lte=job["upper"]).iterator(chunk_size=BATCH):
         ticket.token = uuid.uuid4()
         batch.append(ticket)
         if len(batch) == BATCH:

@@ -21,6 +21,7 @@ VENDORS = {
     "asyncproj.embedded": "postgresql",
     "django.db.backends.postgresql": "postgresql",
     "django.db.backends.sqlite3": "sqlite",
+    "django.db.backends.mysql": "mysql",
 }
 
 
@@ -29,7 +30,7 @@ def vendor() -> str:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    for name in ("postgresql", "sqlite"):
+    for name in ("postgresql", "sqlite", "mysql"):
         if item.get_closest_marker(name) and vendor() != name:
             pytest.skip(f"needs {name}; this run is on {vendor()}")
 
@@ -65,6 +66,14 @@ def subprocess_env() -> dict[str, str]:
     db = connection.settings_dict
     if vendor() == "sqlite":
         url = f"sqlite:///{db['NAME']}"
+    elif vendor() == "mysql":
+        params = connection.get_connection_params()
+        host = quote(str(params.get("host") or "127.0.0.1"), safe="")
+        port = params.get("port") or 3306
+        user = quote(str(params.get("user") or "root"), safe="")
+        password = params.get("password") or params.get("passwd") or ""
+        auth = f"{user}:{quote(str(password), safe='')}" if password else user
+        url = f"mysql://{auth}@{host}:{port}/{params['database']}"
     else:
         params = connection.get_connection_params()
         host = quote(str(params.get("host") or "localhost"), safe="")

@@ -42,6 +42,16 @@ _INSTALL = {
             UPDATE {TABLE} SET {COLUMN} = {COLUMN} + 1 WHERE id = NEW.id;
         END""",
     ],
+    # <=> is MySQL's null-safe equality (IS NOT DISTINCT FROM).
+    "mysql": [
+        f"ALTER TABLE {TABLE} ADD COLUMN {COLUMN} integer NOT NULL DEFAULT 0",
+        f"""CREATE TRIGGER {TRIGGER} BEFORE UPDATE ON {TABLE}
+        FOR EACH ROW BEGIN
+            IF NOT (NEW.token <=> OLD.token) THEN
+                SET NEW.{COLUMN} = OLD.{COLUMN} + 1;
+            END IF;
+        END""",
+    ],
 }
 
 _UNINSTALL = {
@@ -53,6 +63,10 @@ _UNINSTALL = {
     "sqlite": [
         f"DROP TRIGGER IF EXISTS {TRIGGER}",
         f"ALTER TABLE {TABLE} DROP COLUMN {COLUMN}",
+    ],
+    "mysql": [
+        f"DROP TRIGGER IF EXISTS {TRIGGER}",
+        f"ALTER TABLE {TABLE} DROP COLUMN IF EXISTS {COLUMN}",
     ],
 }
 

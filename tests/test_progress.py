@@ -173,7 +173,7 @@ def test_verbosity_0_prints_nothing_when_restarting():
 def test_verbosity_2_reports_every_shard():
     fill(1_000)
     out, err = run("regenerate_token_async", "--workers", "2", "--shards", "4", "-v", "2")
-    connection_name = r"(?:postgresql:pid=\d+|sqlite:[0-9a-f]+)"
+    connection_name = r"(?:postgresql:pid=\d+|sqlite:[0-9a-f]+|mysql:id=\d+)"
     prefix = rf"{STAMP} run \d+: "
     for shard in range(4):
         assert re.search(

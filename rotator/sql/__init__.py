@@ -39,9 +39,16 @@ def _sqlite() -> type[Builder]:
     return SQLiteBuilder
 
 
+def _mysql() -> type[Builder]:
+    from .mysql import MySQLBuilder
+
+    return MySQLBuilder
+
+
 BUILDERS: dict[str, Callable[[], type[Builder]]] = {
     "postgresql": _postgresql,
     "sqlite": _sqlite,
+    "mysql": _mysql,
 }
 
 
