@@ -98,3 +98,15 @@ def own_tmp() -> Iterator[Path]:
     """
     with tempfile.TemporaryDirectory(prefix="rotator-test-", ignore_cleanup_errors=True) as path:
         yield Path(path)
+
+
+@pytest.fixture
+def counted() -> Iterator[None]:
+    """The database counts every token change per row (tests/counting.py)."""
+    from tests import counting
+
+    counting.install()
+    try:
+        yield
+    finally:
+        counting.uninstall()

@@ -329,3 +329,10 @@ def scratch_server() -> Iterator[ScratchServer]:
         yield server
     finally:
         server.destroy()
+
+
+def keys() -> list[int]:
+    """Every ticket's key in order (ids go on from earlier tests: a flush keeps sequences)."""
+    from tickets.models import Ticket
+
+    return list(Ticket.objects.order_by("pk").values_list("pk", flat=True))

@@ -32,6 +32,7 @@ from tests.live import (
     backend_pid,
     connect,
     deadlocks,
+    keys,
     scratch_server,
     terminate,
     wait_until_blocking,
@@ -40,19 +41,6 @@ from tests.support import rotate_directly
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
-
-
-@pytest.fixture
-def counted() -> Iterator[None]:
-    counting.install()
-    try:
-        yield
-    finally:
-        counting.uninstall()
-
-
-def keys() -> list[int]:
-    return list(Ticket.objects.order_by("pk").values_list("pk", flat=True))
 
 
 def test_a_terminated_worker_backend_costs_one_batch_and_the_run_finishes(counted):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.db import connection
@@ -28,26 +27,13 @@ from tests.live import (
     backend_pid,
     connect,
     final_rows,
+    keys,
     wait_until_blocking,
 )
 from tests.support import rotate_directly
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
-
-
-@pytest.fixture
-def counted() -> Iterator[None]:
-    counting.install()
-    try:
-        yield
-    finally:
-        counting.uninstall()
-
-
-def keys() -> list[int]:
-    # Ids go on from earlier tests (the flush does not reset sequences).
-    return list(Ticket.objects.order_by("pk").values_list("pk", flat=True))
 
 
 def vanished(out: str) -> int | None:
