@@ -44,7 +44,8 @@ class Verification:
         return self.stale == 0
 
 
-def _queries(d: Digests, table: str, pk: str, col: str, fp: str) -> dict[str, str]:
+def _queries(d: Digests, table: str, pk: str, col: str, fp: str, key: str) -> dict[str, str]:
+    """``key`` is the quoted name of Fingerprint.key (a reserved word in MySQL)."""
     p = d.param
     mine = f"run_id = {p} AND digest IS NOT NULL"
     stale = f"FROM {table} t WHERE {d.digest} IN (SELECT digest FROM {fp} WHERE {mine})"
@@ -56,11 +57,11 @@ def _queries(d: Digests, table: str, pk: str, col: str, fp: str) -> dict[str, st
     if d.vendor == "postgresql":
         # One hash full join counts fingerprints, rows, deleted, newborn and NULL rows.
         census = (
-            "SELECT count(f.key), count(t.k), count(*) FILTER (WHERE t.k IS NULL), "
-            "count(*) FILTER (WHERE f.key IS NULL), "
+            f"SELECT count(f.{key}), count(t.k), count(*) FILTER (WHERE t.k IS NULL), "
+            f"count(*) FILTER (WHERE f.{key} IS NULL), "
             "count(*) FILTER (WHERE t.k IS NOT NULL AND t.c IS NULL) "
             f"FROM (SELECT {d.key_text} AS k, t.{col} AS c FROM {table} t) t "
-            f"FULL JOIN (SELECT key FROM {fp} WHERE run_id = {p}) f ON f.key = t.k"
+            f"FULL JOIN (SELECT {key} FROM {fp} WHERE run_id = {p}) f ON f.{key} = t.k"
         )
         return {
             "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
@@ -72,11 +73,11 @@ def _queries(d: Digests, table: str, pk: str, col: str, fp: str) -> dict[str, st
     # SQLite and MySQL materialise an IN subquery with an index of its own.
     deleted = (
         f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} "
-        f"AND f.key NOT IN (SELECT {d.key_text} FROM {table} t)"
+        f"AND f.{key} NOT IN (SELECT {d.key_text} FROM {table} t)"
     )
     born = (
         f"SELECT count(*) FROM {table} t "
-        f"WHERE {d.key_text} NOT IN (SELECT key FROM {fp} WHERE run_id = {p})"
+        f"WHERE {d.key_text} NOT IN (SELECT {key} FROM {fp} WHERE run_id = {p})"
     )
     return {
         "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
@@ -113,6 +114,7 @@ def verify(target: Target, keys: bool = False) -> Verification:
         qn(target.pk.column),
         f"{qn(target.field.column)}",
         qn(table_name()),
+        qn("key"),
     )
     params: dict[str, list[Any]] = {"rows": [], "nulls": [], "duplicates": []}
     counts: dict[str, int] = {}

@@ -75,7 +75,9 @@ def digests_for(connection: BaseDatabaseWrapper, target: Target, alias: str = ""
         hexed = f"SHA2(CAST({col} AS CHAR), 256)"
         return Digests(
             vendor,
-            key_text=f"CAST({pk} AS CHAR)",
+            # Explicit binary collation: the key column's and the connection's
+            # collations differ, and keys compare exactly anyway.
+            key_text=f"CONVERT({pk} USING utf8mb4) COLLATE utf8mb4_bin",
             digest=f"LEFT(UNHEX({hexed}), {DIGEST_BYTES})",
             sha256=f"UNHEX({hexed})",
             param="%s",
