@@ -42,6 +42,9 @@ class TqdmFile:
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
+        # The real stream behind Django's OutputWrapper: on Django 4.2 the wrapper's
+        # own (io.TextIOBase) fileno() and encoding answer instead of delegating.
+        self.real = getattr(stream, "_out", stream)
 
     def write(self, s: str) -> None:
         write(self.stream, s, ending="")
@@ -50,15 +53,15 @@ class TqdmFile:
         self.stream.flush()
 
     def fileno(self) -> int:
-        return self.stream.fileno()  # type: ignore[attr-defined]
+        return self.real.fileno()  # type: ignore[attr-defined]
 
     def isatty(self) -> bool:
-        isatty = getattr(self.stream, "isatty", None)
+        isatty = getattr(self.real, "isatty", None)
         return bool(isatty and isatty())
 
     @property
     def encoding(self) -> str | None:
-        return getattr(self.stream, "encoding", None)
+        return getattr(self.real, "encoding", None)
 
 
 def columns(file: Any) -> int:
