@@ -170,7 +170,7 @@ def report(
     during: Samples,
 ) -> str:
     from bench.database import describe
-    from rotator.options import Options
+    from rotator.service.options import Options
 
     server = describe()
     lock_timeout = Options().lock_timeout

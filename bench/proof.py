@@ -53,12 +53,12 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
 
     from django.core.management.base import OutputWrapper
 
-    from rotator import runner
-    from rotator.runner import Options, rotate
-    from rotator.target import resolve_target
+    from rotator.service import rotation
+    from rotator.service.rotation import Options, rotate
+    from rotator.service.target import resolve_target
 
     timed: dict[str, float] = {}
-    record = runner.record_fingerprints
+    record = rotation.record_fingerprints
 
     def timed_record(target: Any, run: Any) -> int:
         started = time.perf_counter()
@@ -67,7 +67,7 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
         finally:
             timed["fingerprints"] = time.perf_counter() - started
 
-    runner.record_fingerprints = timed_record
+    rotation.record_fingerprints = timed_record
     started = time.perf_counter()
     report = rotate(
         resolve_target(TARGET, "default"),
@@ -82,24 +82,24 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
 
 
 def _verify() -> dict[str, Any]:
-    from rotator import verify
-    from rotator.target import resolve_target
+    from rotator.service import verification
+    from rotator.service.target import resolve_target
 
     target = resolve_target(TARGET, "default")
     started = time.perf_counter()
-    result = verify.verify(target)
+    result = verification.verify(target)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
         "rows": result.rows,
         "stale": result.stale,
-        "line": verify.report(result, target)[-5],
+        "line": verification.report(result, target)[-5],
     }
 
 
 def _leaked(path: str) -> dict[str, Any]:
-    from rotator.leaked import count_leaked
-    from rotator.target import resolve_target
+    from rotator.service.leaked import count_leaked
+    from rotator.service.target import resolve_target
 
     started = time.perf_counter()
     found = count_leaked(resolve_target(TARGET, "default"), Path(path))
@@ -198,8 +198,8 @@ def database_url() -> str:
 
 def pause_step(rows: int) -> dict[str, Any]:
     """Pause a 4-worker manage.py run at a quarter of the rows; then finish it."""
-    from rotator import control
     from rotator.models import Run
+    from rotator.store import control
 
     env = dict(os.environ, DATABASE_URL=database_url(), PYTHONUNBUFFERED="1")
     command = [sys.executable, "-W", "ignore", "manage.py", "regenerate_token_async"]

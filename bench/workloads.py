@@ -14,8 +14,8 @@ from typing import Any
 from django.core.management.base import OutputWrapper
 from django.db import connections
 
-from rotator.runner import Options, rotate
-from rotator.target import resolve_target
+from rotator.service.rotation import Options, rotate
+from rotator.service.target import resolve_target
 from tickets.models import Ticket
 from tickets.seeding import seed
 

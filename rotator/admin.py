@@ -15,10 +15,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from . import control
-from .models import Run, Shard
-from .progress import format_duration
-from .status import RunStatus, database_now, run_status
+from rotator.command.progress import format_duration
+from rotator.models import Run, Shard
+from rotator.service.status import RunStatus, database_now, run_status
+from rotator.store import control
 
 COLOURS = {
     "running": "#417690",

@@ -1,4 +1,4 @@
-"""Helpers for tests that call the engine directly (``rotator.runner.rotate``)."""
+"""Helpers for tests that call the engine directly (``rotator.service.rotation.rotate``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from io import StringIO
 import pytest
 from django.core.management.base import OutputWrapper
 
-from rotator.claims import Lease
 from rotator.models import Run, Shard
-from rotator.runner import Options, Report, rotate
-from rotator.target import Target, resolve_target
+from rotator.service.rotation import Options, Report, rotate
+from rotator.service.target import Target, resolve_target
+from rotator.store.claims import Lease
 from tickets.models import Ticket
 
 Hook = Callable[[Lease], None]

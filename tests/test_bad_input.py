@@ -144,7 +144,10 @@ def test_counts_must_be_integers(table):
             "uuid4",
             "--generator 'uuid4' cannot be imported: uuid4 doesn't look like a module path",
         ),
-        ("rotator.batch.MAX_ROUNDS", "--generator 'rotator.batch.MAX_ROUNDS' is not callable"),
+        (
+            "rotator.workers.batch.MAX_ROUNDS",
+            "--generator 'rotator.workers.batch.MAX_ROUNDS' is not callable",
+        ),
     ],
 )
 def test_a_bad_generator_path(table, spec, message):

@@ -14,8 +14,8 @@ import uuid
 import pytest
 from django.core.management import CommandError
 
-from rotator.batch import MAX_ROUNDS
 from rotator.models import Run, Shard
+from rotator.workers.batch import MAX_ROUNDS
 from tests.conftest import fill, run
 from tests.support import tokens
 from tickets.models import Ticket

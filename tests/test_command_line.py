@@ -8,9 +8,9 @@ from importlib import metadata
 
 import pytest
 
-from rotator.checks import MAX_BATCH_SIZE
 from rotator.management.commands import rotate_field
-from rotator.sizing import MAX_BATCH, MIN_BATCH
+from rotator.service.preflight import MAX_BATCH_SIZE
+from rotator.workers.sizing import MAX_BATCH, MIN_BATCH
 
 
 def help_text() -> str:

@@ -14,8 +14,8 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from rotator.claims import Lease
 from rotator.models import Run
+from rotator.store.claims import Lease
 from tests.conftest import fill, rows, run
 from tests.support import rotate_directly, tokens
 

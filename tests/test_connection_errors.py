@@ -13,8 +13,8 @@ from urllib.parse import quote
 import pytest
 from django.db import OperationalError
 
-from rotator import connectivity
 from rotator.errors import RotatorError
+from rotator.service import connectivity
 from tests.conftest import ROOT, manage, subprocess_env
 
 #: About 1 s on a quiet machine (interpreter and Django start-up included); the bound is loose

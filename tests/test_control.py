@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from rotator import operations
+from rotator.command import actions
 from rotator.models import Fingerprint, Run, Shard
 from tests.conftest import fill, rows, run
 from tests.support import Stop, fail_from_batch, interrupted_run, rotate_directly
@@ -68,13 +68,13 @@ def test_cancel_needs_yes_when_not_on_a_terminal():
 def test_cancel_on_a_terminal_asks(monkeypatch):
     fill(100)
     stopped = interrupted_run(workers=1, batch_size=20, committed=1)
-    monkeypatch.setattr(operations, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(actions, "stdin_is_tty", lambda: True)
     asked: list[str] = []
-    monkeypatch.setattr(operations, "ask", lambda prompt: asked.append(prompt) or "no")
+    monkeypatch.setattr(actions, "ask", lambda prompt: asked.append(prompt) or "no")
     assert refused("--cancel") == "--cancel not confirmed; nothing was changed"
     assert asked[0].endswith("Type 'yes' to go on: ")
     assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE
-    monkeypatch.setattr(operations, "ask", lambda prompt: "yes")
+    monkeypatch.setattr(actions, "ask", lambda prompt: "yes")
     run("regenerate_token_async", "--cancel")
     assert Run.objects.get(pk=stopped.pk).state == Run.State.ABANDONED
 
@@ -104,8 +104,8 @@ def test_restart_of_a_finished_run_asks_nothing():
 def test_restart_on_a_terminal_asks(monkeypatch):
     fill(100)
     stopped = interrupted_run(workers=1, batch_size=20, committed=1)
-    monkeypatch.setattr(operations, "stdin_is_tty", lambda: True)
-    monkeypatch.setattr(operations, "ask", lambda prompt: "")
+    monkeypatch.setattr(actions, "stdin_is_tty", lambda: True)
+    monkeypatch.setattr(actions, "ask", lambda prompt: "")
     assert refused("--restart") == "--restart not confirmed; nothing was changed"
     assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from django.db import connections
 
-from rotator.claims import Lease
+from rotator.store.claims import Lease
 from tests import counting
 from tests.conftest import ROOT, fill, manage
 from tests.live import (

@@ -15,8 +15,8 @@ import uuid
 import pytest
 from django.db import connection
 
-from rotator.claims import Lease
 from rotator.models import Run, Shard
+from rotator.store.claims import Lease
 from tests import counting
 from tests.conftest import fill
 from tests.live import (

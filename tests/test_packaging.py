@@ -33,7 +33,7 @@ def test_the_app_works_off_postgresql_without_psycopg():
             DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         )
         django.setup()
-        import rotator.runner, rotator.management.commands.rotate_field
+        import rotator.service.rotation, rotator.management.commands.rotate_field
         from django.db import connection
         from rotator.sql import builder_for
         print(type(builder_for(connection)).__name__)

@@ -12,8 +12,8 @@ import django
 import pytest
 from django.db import connection
 
-from rotator.plan import Plan, ShardPlan, make_plan
 from rotator.sql import builder_for
+from rotator.store.planning import Plan, ShardPlan, make_plan
 from tests.conftest import fill
 from tests.support import add_tickets, token_target
 from tickets.models import Ticket
@@ -120,8 +120,8 @@ def test_empty_table_has_no_shards():
 
 @pytest.mark.django_db(transaction=True)
 def test_two_planners_at_once_plan_one_run_and_the_second_joins_it(monkeypatch):
-    from rotator import runs
     from rotator.models import Run
+    from rotator.store import lifecycle
 
     if connection.vendor == "sqlite" and django.VERSION < (5, 1):
         pytest.skip("two SQLite writers need BEGIN IMMEDIATE (Django 5.1+ transaction_mode)")
@@ -132,14 +132,14 @@ def test_two_planners_at_once_plan_one_run_and_the_second_joins_it(monkeypatch):
         plans.append(make_plan(*args))
         return plans[-1]
 
-    monkeypatch.setattr(runs, "make_plan", counted)
+    monkeypatch.setattr(lifecycle, "make_plan", counted)
     results: list[tuple[int, bool]] = []
     start = threading.Barrier(2)
 
     def plan() -> None:
         try:
             start.wait()
-            run, created = runs.plan_run(token_target(), builder_for(connection), 4, {})
+            run, created = lifecycle.plan_run(token_target(), builder_for(connection), 4, {})
             results.append((run.pk, created))
         finally:
             connection.close()

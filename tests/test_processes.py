@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from asyncproj.embedded.processes import alive
-from rotator.processes import pid_alive
+from rotator.workers.processes import pid_alive
 
 
 @pytest.fixture(params=[pid_alive, alive], ids=["rotator", "embedded"])

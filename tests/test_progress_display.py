@@ -16,10 +16,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.core.management.base import OutputWrapper
 
-from rotator.bar import TqdmFile, columns
+from rotator.command.bar import TqdmFile, columns
+from rotator.command.progress import Progress, check_progress_options
 from rotator.errors import RotatorError
-from rotator.progress import Progress, check_progress_options
-from rotator.runner import Options
+from rotator.service.rotation import Options
 
 FIELDS = {
     "time",

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError
 
 from rotator.models import Run, Shard
-from rotator.sizing import FIRST_BATCH, MAX_BATCH, MIN_BATCH, BatchSizer
+from rotator.workers.sizing import FIRST_BATCH, MAX_BATCH, MIN_BATCH, BatchSizer
 from tests.conftest import fill, rows, run
 from tests.support import interrupted_run, record_batches, rotate_directly, tokens
 from tickets.models import Ticket

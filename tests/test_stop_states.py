@@ -13,10 +13,10 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from rotator.claims import Lease
 from rotator.errors import Interrupted, RotatorError
 from rotator.models import Run, Shard
-from rotator.runner import CANCELLED_EXIT, PAUSED_EXIT
+from rotator.service.rotation import CANCELLED_EXIT, PAUSED_EXIT
+from rotator.store.claims import Lease
 from tests.conftest import fill
 from tests.support import rotate_directly, tokens
 

@@ -13,11 +13,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.db.models import Sum
 
-from rotator import throttle
 from rotator.errors import RotatorError
 from rotator.models import Run, Shard
 from rotator.sql.replication import replication_lag
-from rotator.throttle import Throttle
+from rotator.workers import throttle
+from rotator.workers.throttle import Throttle
 from tests import pausing
 from tests.conftest import fill, run, vendor
 from tests.support import rotate_directly, tokens

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError
 from django.db import connection
 
-from rotator import fingerprints
 from rotator.models import Fingerprint, Run
+from rotator.service import fingerprints
 from tests.conftest import fill, run
 from tests.support import Stop, fail_from_batch, rotate_directly, token_target, tokens
 from tests.testapp.models import ApiKey
@@ -197,8 +197,8 @@ def test_fingerprints_are_computed_on_the_server_in_one_statement():
     fill(100)
     from django.db import connections
 
-    from rotator.runs import plan_run
     from rotator.sql import builder_for
+    from rotator.store.lifecycle import plan_run
 
     target = token_target()
     new, _ = plan_run(target, builder_for(connections["default"]), 4, {})

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from django.db import connections, transaction
 from django.utils import timezone
 
-from rotator.generators import packed_uuid4
+from rotator.service.generators import packed_uuid4
 
 from .models import Ticket
 

@@ -17,14 +17,14 @@ from collections.abc import Callable
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..errors import RotatorError
-from .base import Builder
-from .generic import GenericBuilder
+from rotator.errors import RotatorError
+from rotator.sql.base import Builder
+from rotator.sql.generic import GenericBuilder
 
 
 def _postgresql() -> type[Builder]:
     try:
-        from .postgresql import PostgreSQLBuilder
+        from rotator.sql.postgresql import PostgreSQLBuilder
     except ImportError as exc:
         raise RotatorError(
             f"the rotator needs psycopg 3 on PostgreSQL ({exc}); "
@@ -34,13 +34,13 @@ def _postgresql() -> type[Builder]:
 
 
 def _sqlite() -> type[Builder]:
-    from .sqlite import SQLiteBuilder
+    from rotator.sql.sqlite import SQLiteBuilder
 
     return SQLiteBuilder
 
 
 def _mysql() -> type[Builder]:
-    from .mysql import MySQLBuilder
+    from rotator.sql.mysql import MySQLBuilder
 
     return MySQLBuilder
 

@@ -13,10 +13,10 @@ from typing import Any
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..faults import Fault
-from ..generators import Generator, Tokens
-from ..target import Target
-from ..values import db_values
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.service.values import db_values
+from rotator.workers.faults import Fault
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..errors import RotatorError
-from ..target import Target
+from rotator.errors import RotatorError
+from rotator.service.target import Target
 
 DIGEST_BYTES = 8
 

@@ -7,10 +7,10 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..generators import Generator, Tokens
-from ..target import Target
-from ..values import saved_values
-from .base import Builder, Outcome, Window
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.service.values import saved_values
+from rotator.sql.base import Builder, Outcome, Window
 
 
 class GenericBuilder(Builder):

@@ -29,13 +29,12 @@ from typing import Any
 from django.db import connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..errors import RotatorError
-from ..faults import Fault, Kind
-from ..generators import Generator, Tokens
-from ..target import Target
-from . import mysql_pipe
-from .base import Builder, Outcome, Split, Window, positions, sizes_of
-from .mysql_text import (
+from rotator.errors import RotatorError
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.sql import mysql_pipe
+from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.sql.mysql_text import (
     Names,
     create_sql,
     digest,
@@ -50,6 +49,7 @@ from .mysql_text import (
     update_sql,
     window_sql,
 )
+from rotator.workers.faults import Fault, Kind
 
 try:
     import MySQLdb

@@ -11,9 +11,9 @@ import hashlib
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..generators import Generator, Tokens
-from ..target import Target
-from . import mysql_pipe
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.sql import mysql_pipe
 
 # 64 random bits, kept exact as BIGINT UNSIGNED (CONV gives a decimal string).
 _RANDOM_64 = "CAST(CONV(HEX(RANDOM_BYTES(8)), 16, 10) AS UNSIGNED)"

@@ -24,10 +24,10 @@ import psycopg
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..faults import Fault, Kind
-from ..generators import Generator, Tokens
-from ..target import Target
-from .base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.workers.faults import Fault, Kind
 
 _BPCHAR_OID, _TEXT_OID = 1042, 25
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..errors import RotatorError
+from rotator.errors import RotatorError
 
 LAG_SQL = "SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication"
 CAN_READ_SQL = (

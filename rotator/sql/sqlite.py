@@ -13,10 +13,10 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..faults import Fault, Kind
-from ..generators import Generator, Tokens
-from ..target import Target
-from .base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.workers.faults import Fault, Kind
 
 #: SQLite's default limit of bound variables is 32,766; stay well below.
 CHUNK = 500

@@ -16,13 +16,13 @@ from django.core.management.base import (
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils.connection import ConnectionDoesNotExist
 
-from rotator import operations
-from rotator.checks import MAX_BATCH_SIZE
-from rotator.connectivity import check_reachable, explain_lost, explain_rotator_error
+from rotator.command import actions
 from rotator.errors import RotatorError
-from rotator.runner import Options, rotate
-from rotator.sizing import MAX_BATCH, MIN_BATCH
-from rotator.target import Target, resolve_target
+from rotator.service.connectivity import check_reachable, explain_lost, explain_rotator_error
+from rotator.service.preflight import MAX_BATCH_SIZE
+from rotator.service.rotation import Options, rotate
+from rotator.service.target import Target, resolve_target
+from rotator.workers.sizing import MAX_BATCH, MIN_BATCH
 
 EPILOG = """\
 exit status:
@@ -177,7 +177,7 @@ class Command(BaseCommand):
             help="PostgreSQL only: wait while a standby's replay lag "
             "(pg_stat_replication.replay_lag) is above this many seconds.",
         )
-        operations.add_arguments(parser)  # --verify, --leaked, --status, --pause, ...
+        actions.add_arguments(parser)  # --verify, --leaked, --status, --pause, ...
 
     def handle(self, *args: Any, **options: Any) -> None:
         label = self.target or options["field"]
@@ -192,7 +192,7 @@ class Command(BaseCommand):
         try:
             check_reachable(alias)
             target = resolve_target(label, alias)
-            if operations.operate(target, options, self.stdout, self.command_line(target)):
+            if actions.operate(target, options, self.stdout, self.command_line(target)):
                 return
             self.rotate(target, options)
         except RotatorError as exc:

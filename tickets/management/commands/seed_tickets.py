@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from tqdm import tqdm
 
-from rotator.progress import TqdmFile
+from rotator.command.progress import TqdmFile
 from tickets.models import Ticket
 from tickets.seeding import seed
 

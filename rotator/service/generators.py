@@ -24,9 +24,9 @@ from typing import Any
 from django.db import connections
 from django.utils.module_loading import import_string
 
-from .errors import RotatorError
-from .target import Target
-from .values import ValueRefused, check_values, native_uuid, packs_uuid4
+from rotator.errors import RotatorError
+from rotator.service.target import Target
+from rotator.service.values import ValueRefused, check_values, native_uuid, packs_uuid4
 
 DATABASE = "database"
 

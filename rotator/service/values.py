@@ -32,8 +32,8 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
-from .errors import RotatorError
-from .target import Target
+from rotator.errors import RotatorError
+from rotator.service.target import Target
 
 #: A column type that holds at most N characters: ``varchar(32)``, ``char(8)``, ...
 _LIMITED = re.compile(

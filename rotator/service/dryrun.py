@@ -6,13 +6,13 @@ from typing import Any
 
 from django.db import connections
 
-from .generators import Generator
-from .models import Run
-from .options import Options
-from .plan import make_plan
-from .progress import Stream
-from .sizing import BatchSizer
-from .target import Target
+from rotator.command.progress import Stream
+from rotator.models import Run
+from rotator.service.generators import Generator
+from rotator.service.options import Options
+from rotator.service.target import Target
+from rotator.store.planning import make_plan
+from rotator.workers.sizing import BatchSizer
 
 
 def _describe_generator(gen: Generator) -> str:

@@ -26,13 +26,13 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import claims
-from .batch import Job, run_batch
-from .errors import RotatorError, RunStopped, ShardLost
-from .faults import Fault, Kind, Retries
-from .progress import Progress
-from .sizing import BatchSizer
-from .throttle import Throttle
+from rotator.command.progress import Progress
+from rotator.errors import RotatorError, RunStopped, ShardLost
+from rotator.store import claims
+from rotator.workers.batch import Job, run_batch
+from rotator.workers.faults import Fault, Kind, Retries
+from rotator.workers.sizing import BatchSizer
+from rotator.workers.throttle import Throttle
 
 T = TypeVar("T")
 

@@ -29,10 +29,10 @@ from django.db import connections, transaction
 from django.db.models import BooleanField, Case, DateTimeField, ExpressionWrapper, Q, Value, When
 from django.db.models.functions import Now
 
-from .models import Run, Shard
-from .processes import pid_alive
-from .sql import Builder
-from .target import Target
+from rotator.models import Run, Shard
+from rotator.service.target import Target
+from rotator.sql import Builder
+from rotator.workers.processes import pid_alive
 
 #: Without locks, a shard whose heartbeat (by the database clock) is older is orphaned.
 LEASE = timedelta(seconds=60)

@@ -19,7 +19,7 @@ from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from .errors import RotatorError
+from rotator.errors import RotatorError
 
 
 @dataclass(frozen=True)

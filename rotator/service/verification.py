@@ -13,12 +13,12 @@ from typing import Any
 
 from django.db import connections
 
-from .errors import RotatorError
-from .fingerprints import table_name
-from .models import Run
-from .runs import runs_for
-from .sql.digests import Digests, digests_for
-from .target import Target
+from rotator.errors import RotatorError
+from rotator.models import Run
+from rotator.service.fingerprints import table_name
+from rotator.service.target import Target
+from rotator.sql.digests import Digests, digests_for
+from rotator.store.lifecycle import runs_for
 
 #: What the PostgreSQL census query counts, in order.
 CENSUS = ("fingerprints", "rows", "deleted", "born", "nulls")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from django.db import connections, transaction
 
-from .models import Fingerprint, Run
-from .sql.digests import digests_for, supported
-from .target import Target
+from rotator.models import Fingerprint, Run
+from rotator.service.target import Target
+from rotator.sql.digests import digests_for, supported
 
 
 def table_name() -> str:

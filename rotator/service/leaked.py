@@ -23,9 +23,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 
-from .errors import RotatorError
-from .sql.digests import digests_for
-from .target import Target
+from rotator.errors import RotatorError
+from rotator.service.target import Target
+from rotator.sql.digests import digests_for
 
 TEMP = "rotator_leaked"
 #: Values per INSERT batch where there is no COPY.

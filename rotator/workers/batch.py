@@ -23,13 +23,13 @@ from django.db import connections, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
-from .claims import Lease
-from .errors import RotatorError, RunStopped, ShardLost
-from .generators import Generator, Tokens
-from .models import Run, Shard
-from .sql import Builder
-from .sql.base import Window
-from .target import Target
+from rotator.errors import RotatorError, RunStopped, ShardLost
+from rotator.models import Run, Shard
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.sql import Builder
+from rotator.sql.base import Window
+from rotator.store.claims import Lease
 
 #: Rounds of fresh values for rows whose new value was already taken, per batch.
 MAX_ROUNDS = 20

@@ -28,12 +28,12 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
-from .errors import RotatorError
-from .sql.replication import check_replication_lag, replication_lag
+from rotator.errors import RotatorError
+from rotator.sql.replication import check_replication_lag, replication_lag
 
 if TYPE_CHECKING:
-    from .progress import Progress
-    from .runner import Options
+    from rotator.command.progress import Progress
+    from rotator.service.rotation import Options
 
 #: A pause check: None to go on, or the reason to wait.
 Check = Callable[[], "str | None"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, OperationalError, connections
 
-from .errors import RotatorError
+from rotator.errors import RotatorError
 
 
 class Unreachable(RotatorError):

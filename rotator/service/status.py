@@ -15,12 +15,12 @@ from typing import Any
 from django.db import connections
 from django.db.models.functions import Now
 
-from .claims import LEASE, owner_alive
-from .models import Run, Shard
-from .progress import format_duration
-from .runs import runs_for
-from .sql import builder_for
-from .target import Target
+from rotator.command.progress import format_duration
+from rotator.models import Run, Shard
+from rotator.service.target import Target
+from rotator.sql import builder_for
+from rotator.store.claims import LEASE, owner_alive
+from rotator.store.lifecycle import runs_for
 
 
 @dataclass

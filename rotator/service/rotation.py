@@ -22,21 +22,21 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections
 
-from . import claims, runs
-from .batch import Job
-from .checks import check_database, check_options
-from .dryrun import print_dry_run, value_notes
-from .engine import Session, work
-from .errors import Interrupted, RotatorError, RunStopped
-from .faults import Kind
-from .fingerprints import record as record_fingerprints
-from .generators import Generator, resolve_generator
-from .models import Run
-from .options import Options
-from .progress import Progress, Stream, check_progress_options, format_duration
-from .sql import Builder, builder_for
-from .target import Target
-from .throttle import Throttle, check_throttle_options
+from rotator.command.progress import Progress, Stream, check_progress_options, format_duration
+from rotator.errors import Interrupted, RotatorError, RunStopped
+from rotator.models import Run
+from rotator.service.dryrun import print_dry_run, value_notes
+from rotator.service.fingerprints import record as record_fingerprints
+from rotator.service.generators import Generator, resolve_generator
+from rotator.service.options import Options
+from rotator.service.preflight import check_database, check_options
+from rotator.service.target import Target
+from rotator.sql import Builder, builder_for
+from rotator.store import claims, lifecycle
+from rotator.workers.batch import Job
+from rotator.workers.engine import Session, work
+from rotator.workers.faults import Kind
+from rotator.workers.throttle import Throttle, check_throttle_options
 
 try:
     import uvloop
@@ -74,14 +74,14 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
     check_throttle_options(options, target.alias)  # ops
     builder = builder_for(connection)
 
-    unfinished = runs.active_run(target)
+    unfinished = lifecycle.active_run(target)
     run = None if options.restart else unfinished
     if run is None and not options.restart:
-        finished = runs.last_finished_run(target)
+        finished = lifecycle.last_finished_run(target)
         if finished is not None:
-            raise RotatorError(runs.describe_finished(finished, target))
+            raise RotatorError(lifecycle.describe_finished(finished, target))
     if run is not None:
-        runs.check_resumable(run, options.shards)
+        lifecycle.check_resumable(run, options.shards)
 
     generator = resolve_generator(target, _generator_spec(options, run))
     reason = builder.supports(target, generator)
@@ -94,7 +94,7 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
         )
     # Only now, with every check passed, may --restart throw the old run away.
     if unfinished is not None and options.restart and not options.dry_run:
-        runs.abandon(unfinished, "abandoned by --restart")
+        lifecycle.abandon(unfinished, "abandoned by --restart")
         if options.verbosity >= 1:
             out.write(f"Abandoned run {unfinished.pk} of {target.label}; planning a new one.")
 
@@ -106,7 +106,7 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
     if run is None:
         if options.verbosity >= 1:
             out.write(f"Planning a run of {target.label} in {shards} shards ...")
-        run, created = runs.plan_run(
+        run, created = lifecycle.plan_run(
             target, builder, shards, {"generator": options.generator, "shards": shards}
         )
         if run is None:
@@ -124,7 +124,7 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
                 out.write(line)
     else:
         paused = run.state == Run.State.PAUSED
-        runs.resume_paused(run)
+        lifecycle.resume_paused(run)
         if options.verbosity >= 1:
             out.write(
                 f"Resuming {'paused ' if paused else ''}run {run.pk} of {target.label}: "
@@ -155,7 +155,7 @@ def _execute(
     err: Stream,
     out: Stream,
 ) -> Report:
-    runs.mark_started(run)
+    lifecycle.mark_started(run)
     progress = Progress(
         err,
         total=run.total_rows,
@@ -193,7 +193,7 @@ def _execute(
         finished = (
             not stopped
             and not session.errors
-            and _reconnecting(builder, target, options, runs.finish_if_complete, run)
+            and _reconnecting(builder, target, options, lifecycle.finish_if_complete, run)
         )
     finally:
         progress.close()
@@ -250,7 +250,7 @@ def _reconnecting(
 
 def _accounting(run: Run) -> str | None:
     """Where every planned row went, when not every one was simply rotated."""
-    counts = runs.tally(run)
+    counts = lifecycle.tally(run)
     parts = [f"{counts['rotated']:,} rotated"]
     if counts["kept"]:
         parts.append(f"{counts['kept']:,} kept the value the application gave them meanwhile")

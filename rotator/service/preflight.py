@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
-from .errors import RotatorError
-from .options import Options
+from rotator.errors import RotatorError
+from rotator.service.options import Options
 
 #: Rows of one batch at most: its new values are held in memory at once.
 MAX_BATCH_SIZE = 100_000

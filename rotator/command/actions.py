@@ -16,10 +16,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from . import control, leaked, status, verify
-from .errors import RotatorError
-from .runs import active_run, last_finished_run
-from .target import Target
+from rotator.errors import RotatorError
+from rotator.service import leaked, status, verification
+from rotator.service.target import Target
+from rotator.store import control
+from rotator.store.lifecycle import active_run, last_finished_run
 
 #: Exit status of a paused rotation (set by the engine) and of a cancelled one.
 EXIT_PAUSED = 3
@@ -143,12 +144,12 @@ def operate(target: Target, options: dict[str, Any], out: Any, command: str) -> 
                 control.confirm(question, options.get("yes"), stdin_is_tty(), ask, "--restart")
         return False
     if action == "verify":
-        result = verify.verify(target, keys=verbosity >= 2)
+        result = verification.verify(target, keys=verbosity >= 2)
         if verbosity >= 1 or not result.ok:
-            for line in verify.report(result, target):
+            for line in verification.report(result, target):
                 out.write(line)
         if not result.ok:
-            raise RotatorError(verify.failure(result, target, command))
+            raise RotatorError(verification.failure(result, target, command))
     elif action == "leaked":
         path = Path(options["leaked"])
         found = leaked.count_leaked(

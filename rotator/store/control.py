@@ -14,11 +14,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from .claims import HOST
-from .errors import RotatorError
-from .models import UNFINISHED, Run
-from .runs import active_run, runs_for
-from .target import Target
+from rotator.errors import RotatorError
+from rotator.models import UNFINISHED, Run
+from rotator.service.target import Target
+from rotator.store.claims import HOST
+from rotator.store.lifecycle import active_run, runs_for
 
 
 def who(flag: str) -> str:

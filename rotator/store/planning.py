@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from .sql import Builder
-from .target import Target
+from rotator.service.target import Target
+from rotator.sql import Builder
 
 
 @dataclass(frozen=True)

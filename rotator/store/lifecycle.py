@@ -9,11 +9,11 @@ from django.db.models import Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from .errors import RotatorError
-from .models import UNFINISHED, Run, Shard
-from .plan import make_plan
-from .sql import Builder
-from .target import Target
+from rotator.errors import RotatorError
+from rotator.models import UNFINISHED, Run, Shard
+from rotator.service.target import Target
+from rotator.sql import Builder
+from rotator.store.planning import make_plan
 
 
 def runs_for(target: Target) -> Any:

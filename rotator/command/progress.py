@@ -21,12 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .bar import Bar, Stream, TqdmFile, write
-from .errors import RotatorError
-from .rate import WINDOW, RecentRate
+from rotator.command.bar import Bar, Stream, TqdmFile, write
+from rotator.command.rate import WINDOW, RecentRate
+from rotator.errors import RotatorError
 
 if TYPE_CHECKING:
-    from .runner import Options
+    from rotator.service.rotation import Options
 
 __all__ = ["MODES", "Progress", "Stream", "check_progress_options", "format_duration", "write"]
 
