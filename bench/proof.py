@@ -49,9 +49,6 @@ TARGET = "tickets.Ticket.token"
 
 
 def _rotate(fingerprints: bool) -> dict[str, Any]:
-    import io
-
-    from django.core.management.base import OutputWrapper
 
     from rotator.service import rotation
     from rotator.service.rotation import Options, rotate
@@ -72,8 +69,6 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
     report = rotate(
         resolve_target(TARGET, "default"),
         Options(workers=4, verbosity=0, fingerprints=fingerprints),
-        out=OutputWrapper(io.StringIO()),
-        err=OutputWrapper(io.StringIO()),
     )
     seconds = time.perf_counter() - started
     if not report.finished:
@@ -199,7 +194,7 @@ def database_url() -> str:
 def pause_step(rows: int) -> dict[str, Any]:
     """Pause a 4-worker manage.py run at a quarter of the rows; then finish it."""
     from rotator.models import Run
-    from rotator.store import control
+    from rotator.store import lifecycle
 
     env = dict(os.environ, DATABASE_URL=database_url(), PYTHONUNBUFFERED="1")
     command = [sys.executable, "-W", "ignore", "manage.py", "regenerate_token_async"]
@@ -217,7 +212,7 @@ def pause_step(rows: int) -> dict[str, Any]:
             time.sleep(0.01)
         if run is None or proc.poll() is not None:
             raise BenchError("the rotation ended before it could be paused")
-        control.pause(run, "bench")
+        lifecycle.pause(run, "bench")
         at_pause = run.rows_done()
         paused_at = time.perf_counter()
         try:

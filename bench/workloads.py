@@ -14,7 +14,8 @@ from typing import Any
 from django.core.management.base import OutputWrapper
 from django.db import connections
 
-from rotator.service.rotation import Options, rotate
+from rotator.command.console import rotate_and_report
+from rotator.service.options import Options
 from rotator.service.target import resolve_target
 from tickets.models import Ticket
 from tickets.seeding import seed
@@ -118,7 +119,7 @@ class FakeTty(io.TextIOBase):
 def rotator(job: dict[str, Any]) -> tuple[int, str]:
     tty = job.get("tty", False)
     err = FakeTty() if tty else io.StringIO()
-    report = rotate(
+    report = rotate_and_report(
         resolve_target("tickets.Ticket.token", "default"),
         Options(
             workers=job["workers"],
@@ -126,8 +127,8 @@ def rotator(job: dict[str, Any]) -> tuple[int, str]:
             verbosity=job.get("verbosity", 1),
             tty=tty,
         ),
-        out=OutputWrapper(io.StringIO()),
-        err=OutputWrapper(err),
+        OutputWrapper(io.StringIO()),
+        OutputWrapper(err),
     )
     if not report.finished:
         raise AssertionError(f"unreachable: run {report.run_id} did not finish")

@@ -12,13 +12,14 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from rotator.command.progress import format_duration
 from rotator.models import Run, Shard
-from rotator.service.status import RunStatus, database_now, run_status
-from rotator.store import control
+from rotator.service.status import RunStatus, run_status
+from rotator.store import lifecycle
 
 COLOURS = {
     "running": "#417690",
@@ -33,7 +34,8 @@ COLOURS = {
 def _status(run: Run) -> RunStatus:
     cached = getattr(run, "_rotator_status", None)
     if cached is None:
-        cached = run_status(run, database_now(run._state.db or "default"))
+        now = getattr(run, "db_now", None) or lifecycle.database_now(run._state.db or "default")
+        cached = run_status(run, now)
         run._rotator_status = cached  # type: ignore[attr-defined]
     return cached
 
@@ -106,6 +108,10 @@ class RunAdmin(admin.ModelAdmin):
         "heartbeat_at",
     )
     fields = readonly_fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        # One query for the runs (with the database's clock), one for all their shards.
+        return super().get_queryset(request).annotate(db_now=Now()).prefetch_related("shards")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -181,13 +187,13 @@ class RunAdmin(admin.ModelAdmin):
     @admin.action(description="Pause the selected runs (workers stop after their batch)")
     def pause_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         by = self._by(request)
-        self._act(request, queryset, "Paused", lambda run: control.pause(run, by))
+        self._act(request, queryset, "Paused", lambda run: lifecycle.pause(run, by))
 
     @admin.action(description="Resume the selected runs (clear the pause)")
     def resume_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._act(request, queryset, "Resumed", control.resume)
+        self._act(request, queryset, "Resumed", lifecycle.resume)
 
     @admin.action(description="Cancel the selected runs (rotated rows stay rotated)")
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         by = self._by(request)
-        self._act(request, queryset, "Cancelled", lambda run: control.cancel(run, by))
+        self._act(request, queryset, "Cancelled", lambda run: lifecycle.cancel(run, by))

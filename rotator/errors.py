@@ -1,18 +1,65 @@
+"""Exit statuses and the exceptions that carry them, for every layer.
+
+The command turns an exception's ``status`` into the process's exit status;
+the same enum writes the command's help epilog and is what the README's
+"Exit status" table lists (a test compares them).
+"""
+
 from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """How an invocation ended, as its exit status."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    PAUSED = 3
+    CANCELLED = 4
+    SIGINT = 130
+    SIGTERM = 143
+
+    @property
+    def meaning(self) -> str:
+        return MEANINGS[self]
+
+
+MEANINGS = {
+    ExitStatus.OK: "this invocation's work is done (or --dry-run printed the plan)",
+    ExitStatus.ERROR: "a problem, said in one line: bad field or option, database unreachable, "
+    "field already rotated (pass --restart), ...",
+    ExitStatus.USAGE: "usage error (unknown option, missing or malformed argument)",
+    ExitStatus.PAUSED: "an operator paused the run: run the same command again to resume",
+    ExitStatus.CANCELLED: "the run was cancelled, or abandoned by --restart elsewhere",
+    ExitStatus.SIGINT: "stopped by SIGINT (Ctrl-C): run the same command again to resume",
+    ExitStatus.SIGTERM: "stopped by SIGTERM: run the same command again to resume",
+}
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its class name when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class RotatorError(Exception):
     """A problem the user can fix; the message is one line that says how."""
 
-    returncode = 1
+    status: ExitStatus = ExitStatus.ERROR
+
+    @property
+    def returncode(self) -> int:
+        return int(self.status)
 
 
 class Interrupted(RotatorError):
     """The run stopped early (a signal, a pause, a cancel); its checkpoints are exact."""
 
-    def __init__(self, message: str, returncode: int) -> None:
+    def __init__(self, message: str, status: ExitStatus) -> None:
         super().__init__(message)
-        self.returncode = returncode
+        self.status = status
 
 
 class ShardLost(Exception):

@@ -11,13 +11,13 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q, Sum
 
-UNFINISHED = ("active", "paused")
-
 
 class Run(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active"
         PAUSED = "paused"
+        #: Stopped by an error (error_class, error_message); the next run of the command resumes.
+        ERRORED = "errored"
         FINISHED = "finished"
         ABANDONED = "abandoned"
 
@@ -30,6 +30,12 @@ class Run(models.Model):
     stop_reason = models.CharField(
         max_length=200, blank=True, default="", help_text="Why the run was paused or abandoned."
     )
+    error_class = models.CharField(
+        max_length=200, blank=True, default="", help_text="Class of the error that stopped it."
+    )
+    error_message = models.CharField(
+        max_length=500, blank=True, default="", help_text="The error's one line (never a value)."
+    )
     options = models.JSONField(default=dict)
     high_water = models.TextField(
         null=True, help_text="Largest primary key when planned; later rows are not rotated."
@@ -38,19 +44,28 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
-    heartbeat_at = models.DateTimeField(null=True)
+    heartbeat_at = models.DateTimeField(null=True, help_text="By the database clock.")
+    seconds_running = models.FloatField(
+        default=0.0,
+        help_text="Seconds some process worked the run, by the database clock: pauses and "
+        "downtime left out.",
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["table", "column"],
-                condition=Q(state__in=UNFINISHED),
+                condition=Q(state__in=["active", "paused", "errored"]),
                 name="rotator_one_unfinished_run_per_column",
             )
         ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.target}"
+
+    @property
+    def unfinished(self) -> bool:
+        return self.state in UNFINISHED
 
     @property
     def target(self) -> str:
@@ -86,7 +101,6 @@ class Shard(models.Model):
     owner_worker = models.IntegerField(null=True)
     owner_host = models.CharField(max_length=255, blank=True, default="")
     owner_pid = models.IntegerField(null=True)
-    owner_backend = models.IntegerField(null=True, help_text="Database session of the owner.")
     heartbeat_at = models.DateTimeField(null=True, help_text="By the database clock.")
     finished_at = models.DateTimeField(null=True)
 
@@ -130,3 +144,7 @@ class Fingerprint(models.Model):
 
     def __str__(self) -> str:
         return f"fingerprint of row {self.key} in run {self.run_id}"
+
+
+#: States a run can be resumed from; at most one such run per table and column.
+UNFINISHED = (Run.State.ACTIVE, Run.State.PAUSED, Run.State.ERRORED)

@@ -5,7 +5,7 @@ from asyncproj.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 
-# Issue 7's fields: a test app of them, and django-oauth-toolkit's real ones.
+# Fields of every kind: a test app of them, and django-oauth-toolkit's real ones.
 # (The demo project already installs django.contrib.auth for its admin.)
 INSTALLED_APPS += [
     app

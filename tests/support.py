@@ -10,8 +10,10 @@ from io import StringIO
 import pytest
 from django.core.management.base import OutputWrapper
 
+from rotator.command.console import rotate_and_report
 from rotator.models import Run, Shard
-from rotator.service.rotation import Options, Report, rotate
+from rotator.service.options import Options
+from rotator.service.rotation import Report
 from rotator.service.target import Target, resolve_target
 from rotator.store.claims import Lease
 from tickets.models import Ticket
@@ -24,9 +26,12 @@ def token_target() -> Target:
 
 
 def rotate_directly(**options: object) -> tuple[Report, str, str]:
-    """``rotate()`` on tickets.Ticket.token with captured (report, stdout, stderr)."""
+    """``rotate()`` on tickets.Ticket.token, printed as the command prints it, with captured
+    (report, stdout, stderr)."""
     out, err = StringIO(), StringIO()
-    report = rotate(token_target(), Options(**options), OutputWrapper(out), OutputWrapper(err))
+    report = rotate_and_report(
+        token_target(), Options(**options), OutputWrapper(out), OutputWrapper(err)
+    )
     return report, out.getvalue(), err.getvalue()
 
 

@@ -108,17 +108,20 @@ def test_a_generator_whose_values_are_always_taken_fails_after_bounded_rounds(co
             f"--generator={GENERATOR}",
         )
     message = str(failed.value)
-    assert message.startswith(
+    reason = (
         f"10 rows of tickets.Ticket.token found no free value in {MAX_ROUNDS} rounds of "
         f"generator {GENERATOR!r} (shard 0): its values are nearly all taken; use a generator "
         "with a larger value space"
-    ), message
+    )
+    assert message.startswith(reason), message
     assert "\n" not in message
     assert failed.value.returncode != 0
     assert tokens() == before
     shard = Shard.objects.get()
     assert (shard.rows_done, shard.cursor, shard.state) == (0, None, Shard.State.PENDING)
-    assert Run.objects.get().state == Run.State.ACTIVE  # resumable with a better generator
+    errored = Run.objects.get()  # resumable with a better generator
+    assert (errored.state, errored.error_class) == (Run.State.ERRORED, "RotatorError")
+    assert errored.error_message == reason
 
 
 def test_only_the_failing_batch_is_rolled_back(collide):
@@ -144,7 +147,7 @@ def test_only_the_failing_batch_is_rolled_back(collide):
     # sound again, the run carries on from the checkpoint.
     COLLIDE.update(first=0, calls=0)
     out, _ = run("regenerate_token_async", "--workers", "1")
-    assert "Resuming run" in out and "20/100 rows already rotated" in out
+    assert "Resuming errored run" in out and "20/100 rows already rotated" in out
     assert COLLIDE["calls"] >= 80
     final = tokens()
     assert {pk: final[pk] for pk in first_ids} == {pk: after[pk] for pk in first_ids}

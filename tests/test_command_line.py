@@ -9,7 +9,7 @@ from importlib import metadata
 import pytest
 
 from rotator.management.commands import rotate_field
-from rotator.service.preflight import MAX_BATCH_SIZE
+from rotator.service.options import MAX_BATCH_SIZE
 from rotator.workers.sizing import MAX_BATCH, MIN_BATCH
 
 

@@ -8,12 +8,10 @@ import threading
 import uuid
 import warnings
 from datetime import datetime, timedelta
-from io import StringIO
 
 import pytest
 from django.contrib.auth.hashers import check_password, identify_hasher
 from django.core.management import CommandError
-from django.core.management.base import OutputWrapper
 from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -311,10 +309,7 @@ def _rotate_directly(
                 raise Stop(f"batch {batches}")
 
     report = rotate(
-        resolve_target(label, "default"),
-        Options(verbosity=0, batch_hook=hook, **options),
-        OutputWrapper(StringIO()),
-        OutputWrapper(StringIO()),
+        resolve_target(label, "default"), Options(verbosity=0, batch_hook=hook, **options)
     )
     return report, batches
 

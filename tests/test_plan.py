@@ -139,7 +139,7 @@ def test_two_planners_at_once_plan_one_run_and_the_second_joins_it(monkeypatch):
     def plan() -> None:
         try:
             start.wait()
-            run, created = lifecycle.plan_run(token_target(), builder_for(connection), 4, {})
+            run, created = lifecycle.plan(token_target(), builder_for(connection), 4, {})
             results.append((run.pk, created))
         finally:
             connection.close()

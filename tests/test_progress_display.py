@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.core.management.base import OutputWrapper
 
 from rotator.command.bar import TqdmFile, columns
-from rotator.command.progress import Progress, check_progress_options
+from rotator.command.progress import Progress
 from rotator.errors import RotatorError
 from rotator.service.rotation import Options
 
@@ -226,7 +226,7 @@ def test_the_tqdm_file_passes_the_real_terminal_through_django_output_wrapper():
 @pytest.mark.parametrize("interval", [-1, 0, float("nan"), float("inf")])
 def test_a_progress_interval_that_is_not_a_positive_number_is_refused(interval):
     with pytest.raises(RotatorError, match=r"^--progress-interval must be a number of seconds"):
-        check_progress_options(Options(progress_interval=interval))
+        Options(progress_interval=interval).validate()
 
 
 @pytest.mark.django_db
@@ -240,4 +240,4 @@ def test_the_command_refuses_a_negative_progress_interval_in_one_line():
 
 def test_an_unknown_progress_mode_is_refused_by_the_engine():
     with pytest.raises(RotatorError, match=r"^--progress must be one of auto, bar, plain, json"):
-        check_progress_options(Options(progress="fancy"))
+        Options(progress="fancy").validate()

@@ -38,7 +38,7 @@ def test_status_lists_every_run_newest_first_and_changes_nothing():
     assert lines[0] == f"Run {stopped.pk} of tickets.Ticket.token: stopped"
     assert lines[1] == "  rows: 200/1,000 rotated (20.0%)"
     assert re.fullmatch(
-        r"  rate: [\d,]+ rows/s \(average since started\); time remaining: -", lines[2]
+        r"  rate: [\d,]+ rows/s \(average while running\); time remaining: -", lines[2]
     )
     assert f"Run {first.pk} of tickets.Ticket.token: finished" in lines
     assert "  rows: 1,000/1,000 rotated (100.0%)" in lines

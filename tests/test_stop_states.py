@@ -13,9 +13,8 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from rotator.errors import Interrupted, RotatorError
+from rotator.errors import ExitStatus, Interrupted, RotatorError
 from rotator.models import Run, Shard
-from rotator.service.rotation import CANCELLED_EXIT, PAUSED_EXIT
 from rotator.store.claims import Lease
 from tests.conftest import fill
 from tests.support import rotate_directly, tokens
@@ -59,7 +58,7 @@ def test_a_paused_run_stops_within_a_batch_and_resumes_where_it_stopped():
         rotate_directly(workers=2, batch_size=50, verbosity=0, batch_hook=pause)
     for thread in pause.threads:
         thread.join()
-    assert paused.value.returncode == PAUSED_EXIT
+    assert paused.value.returncode == ExitStatus.PAUSED
     message = str(paused.value)
     assert message.startswith("Paused by an operator (by ops): ")
     assert "again to resume run" in message
@@ -87,7 +86,7 @@ def test_a_cancelled_run_stops_and_keeps_what_it_did():
         rotate_directly(workers=2, batch_size=50, verbosity=0, batch_hook=cancel)
     for thread in cancel.threads:
         thread.join()
-    assert cancelled.value.returncode == CANCELLED_EXIT
+    assert cancelled.value.returncode == ExitStatus.CANCELLED
     run = Run.objects.get()
     assert str(cancelled.value).startswith(
         f"Run {run.pk} was abandoned (cancelled by ops); its workers stopped: "

@@ -40,7 +40,7 @@ def simulated(monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, list[float]]:
         sleeps.append(round(seconds, 6))
         clock.now += seconds
 
-    monkeypatch.setattr(throttle, "_sleep", sleep)
+    monkeypatch.setattr(throttle, "sleep_unless_stopped", sleep)
     return clock, sleeps
 
 

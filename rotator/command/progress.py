@@ -15,38 +15,20 @@ a pause), and ``message()`` for lines above the bar.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rotator.command.bar import Bar, Stream, TqdmFile, write
 from rotator.command.rate import WINDOW, RecentRate
-from rotator.errors import RotatorError
 
-if TYPE_CHECKING:
-    from rotator.service.rotation import Options
+__all__ = ["Progress", "Stream", "TqdmFile", "format_duration", "write"]
 
-__all__ = ["MODES", "Progress", "Stream", "check_progress_options", "format_duration", "write"]
-
-MODES = ("auto", "bar", "plain", "json", "none")
 #: The time remaining is an estimate only this long after the first batch, and
 #: after this many batches.
 SETTLE_SECONDS = 2.0
 SETTLE_BATCHES = 3
-
-
-def check_progress_options(options: Options) -> None:
-    if options.progress not in MODES:
-        raise RotatorError(
-            f"--progress must be one of {', '.join(MODES)}; got {options.progress!r}"
-        )
-    interval = options.progress_interval
-    if not (isinstance(interval, int | float) and math.isfinite(interval) and interval > 0):
-        raise RotatorError(
-            f"--progress-interval must be a number of seconds above 0, got {interval!r}"
-        )
 
 
 def resolve_mode(mode: str, tty: bool, verbosity: int) -> str:

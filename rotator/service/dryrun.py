@@ -6,7 +6,6 @@ from typing import Any
 
 from django.db import connections
 
-from rotator.command.progress import Stream
 from rotator.models import Run
 from rotator.service.generators import Generator
 from rotator.service.options import Options
@@ -40,15 +39,17 @@ def value_notes(target: Target, options: Options, generator: Generator) -> list[
     return notes
 
 
-def print_dry_run(
+def dry_run_lines(
     target: Target,
     options: Options,
     run: Run | None,
     shards: int,
     generator: Generator,
     builder: Any,
-    out: Stream,
-) -> None:
+) -> list[str]:
+    """What --dry-run shows: the plan (or the stored one) and the SQL of one batch."""
+    lines: list[str] = []
+    out = _Lines(lines)
     connection = connections[target.alias]
     out.write("Dry run: nothing will be changed.")
     out.write(f"Target: {target.label} on database {target.alias!r} ({connection.vendor})")
@@ -77,3 +78,12 @@ def print_dry_run(
     out.write("SQL of one batch:")
     for line in builder.describe(connection, target, generator).splitlines():
         out.write(f"  {line}")
+    return lines
+
+
+class _Lines:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def write(self, line: str) -> None:
+        self.lines.append(line)

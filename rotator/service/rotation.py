@@ -1,41 +1,38 @@
-"""Rotate one field: check, plan or resume, run the workers, report.
+"""The rotation service: validated Options in, a Report out.
 
-``rotate()`` is the engine's entry point; the management commands only parse
-arguments and call it. It runs the asyncio loop (uvloop when installed) and
-turns SIGINT/SIGTERM into a clean stop: the first signal lets in-flight
-batches commit, a second cancels them (they roll back) and ends the process
-within seconds whatever the server does. Either way the checkpoints are
-exact and the same command resumes.
+``rotate()`` checks everything it can before anything changes, plans a run
+(or resumes the unfinished one), runs the workers on an asyncio loop (uvloop
+when installed) until no shard is left, and reports. It never prints by
+policy and never ends the process: what to show goes to ``Events`` (the
+command prints it; a task logs or drops it), and who may stop the run holds a
+``Stopper``. The same call serves the command, a task queue and a test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from django.db import DatabaseError, connections
 
-from rotator.command.progress import Progress, Stream, check_progress_options, format_duration
-from rotator.errors import Interrupted, RotatorError, RunStopped
+from rotator.errors import ExitStatus, Interrupted, RotatorError, first_line
 from rotator.models import Run
-from rotator.service.dryrun import print_dry_run, value_notes
+from rotator.service.dryrun import dry_run_lines, value_notes
 from rotator.service.fingerprints import record as record_fingerprints
 from rotator.service.generators import Generator, resolve_generator
 from rotator.service.options import Options
-from rotator.service.preflight import check_database, check_options
+from rotator.service.preflight import check_database
 from rotator.service.target import Target
 from rotator.sql import Builder, builder_for
 from rotator.store import claims, lifecycle
 from rotator.workers.batch import Job
 from rotator.workers.engine import Session, work
 from rotator.workers.faults import Kind
+from rotator.workers.reporting import ProgressSink, Silent
 from rotator.workers.throttle import Throttle, check_throttle_options
 
 try:
@@ -45,33 +42,102 @@ except ImportError:  # pragma: no cover - uvloop is optional (no Windows wheels)
 
 T = TypeVar("T")
 
-#: Exit statuses of a run stopped from elsewhere (see README).
-PAUSED_EXIT = 3
-CANCELLED_EXIT = 4
-#: After a second Ctrl-C, the process ends this many seconds later at the latest.
-HARD_EXIT_AFTER = 3.0
+__all__ = ["Events", "Options", "Report", "Stopper", "rotate"]
+
+
+class Events(Protocol):
+    """Where the service says what it does; the caller decides what to show."""
+
+    def note(self, text: str) -> None:
+        """A line for people about the run (planned, resumed, ...); never a value."""
+
+    def progress(self, run: Run, workers: int) -> ProgressSink:
+        """The sink the workers report to while they run ``run``."""
+
+
+class Quiet:
+    """Events for a caller that shows nothing."""
+
+    def note(self, text: str) -> None:
+        pass
+
+    def progress(self, run: Run, workers: int) -> ProgressSink:
+        return Silent()
+
+
+class Stopper:
+    """Lets the caller stop a running rotation from any thread.
+
+    ``stop()`` lets in-flight batches commit; ``abort()`` also cancels their
+    statements (they roll back). Either way the checkpoints are exact and the
+    run resumes. The command's subclass wires these to SIGINT and SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.status = ExitStatus.ERROR
+        self._session: Session | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop, session: Session) -> None:
+        """Called by the service on its loop when the workers start."""
+        self._loop, self._session = loop, session
+
+    def detach(self) -> None:
+        self._loop = self._session = None
+
+    def stop(self, reason: str, status: ExitStatus) -> None:
+        if self.reason is None:
+            self.reason, self.status = reason, status
+        loop, session = self._loop, self._session
+        if loop is not None and session is not None:
+            loop.call_soon_threadsafe(session.stop.set)
+
+    def abort(self) -> None:
+        if self._session is not None:
+            self._session.abort()
+
+    @property
+    def stopped(self) -> bool:
+        return self.reason is not None
 
 
 @dataclass(frozen=True)
 class Report:
+    """What one call of rotate() did, and where the run stands."""
+
     run_id: int | None
+    #: Rows this call rotated, in ``seconds``, with ``workers`` workers.
     rows: int
     seconds: float
     finished: bool
+    workers: int = 0
+    total_rows: int = 0
+    estimated: bool = False
+    #: The run's rows by fate, summed over its shards (all sessions).
+    rotated: int = 0
+    vanished: int = 0
+    kept: int = 0
+    null: int = 0
+    #: Other live processes still working the run (when not finished).
+    held_elsewhere: list[str] = field(default_factory=list)
+    #: What --dry-run shows (empty otherwise).
+    dry_run: list[str] = field(default_factory=list)
 
 
-def _generator_spec(options: Options, run: Run | None) -> str | None:
-    if options.generator is not None or run is None:
-        return options.generator
-    return run.options.get("generator")
-
-
-def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report:
-    check_options(options)
-    check_progress_options(options)  # ops
+def rotate(
+    target: Target,
+    options: Options,
+    events: Events | None = None,
+    stopper: Stopper | None = None,
+) -> Report:
+    """Rotate ``target``: plan or resume its run, work it, report."""
+    events = events or Quiet()
+    stopper = stopper or Stopper()
+    options.validate()
     connection = connections[target.alias]
     check_database(target.alias, options.workers)
-    check_throttle_options(options, target.alias)  # ops
+    check_throttle_options(options, target.alias)
     builder = builder_for(connection)
 
     unfinished = lifecycle.active_run(target)
@@ -79,9 +145,11 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
     if run is None and not options.restart:
         finished = lifecycle.last_finished_run(target)
         if finished is not None:
-            raise RotatorError(lifecycle.describe_finished(finished, target))
+            raise RotatorError(
+                f"{finished_sentence(finished, target)}; pass --restart to rotate every row again"
+            )
     if run is not None:
-        lifecycle.check_resumable(run, options.shards)
+        _check_resumable(run, options.shards)
 
     generator = resolve_generator(target, _generator_spec(options, run))
     reason = builder.supports(target, generator)
@@ -95,54 +163,84 @@ def rotate(target: Target, options: Options, out: Stream, err: Stream) -> Report
     # Only now, with every check passed, may --restart throw the old run away.
     if unfinished is not None and options.restart and not options.dry_run:
         lifecycle.abandon(unfinished, "abandoned by --restart")
-        if options.verbosity >= 1:
-            out.write(f"Abandoned run {unfinished.pk} of {target.label}; planning a new one.")
+        events.note(f"Abandoned run {unfinished.pk} of {target.label}; planning a new one.")
 
     shards = options.shards or options.workers * 4
     if options.dry_run:
-        print_dry_run(target, options, run, shards, generator, builder, out)
-        return Report(run.pk if run else None, 0, 0.0, False)
+        lines = dry_run_lines(target, options, run, shards, generator, builder)
+        return Report(run.pk if run else None, 0, 0.0, False, dry_run=lines)
 
+    run = _plan_or_resume(target, options, run, shards, generator, builder, events)
     if run is None:
-        if options.verbosity >= 1:
-            out.write(f"Planning a run of {target.label} in {shards} shards ...")
-        run, created = lifecycle.plan_run(
-            target, builder, shards, {"generator": options.generator, "shards": shards}
-        )
-        if run is None:
-            if options.verbosity >= 1:
-                out.write(f"Nothing to rotate: {target.model_label} has no rows.")
-            return Report(None, 0, 0.0, True)
-        if options.verbosity >= 1:
-            verb = "Planned" if created else "Joined"
-            about = "about " if run.options.get("estimated") else ""
-            out.write(
-                f"{verb} run {run.pk}: {about}{run.total_rows:,} rows of {target.label} in "
-                f"{run.shards.count()} shards (keys up to {run.high_water})."
-            )
-            for line in value_notes(target, options, generator):
-                out.write(line)
-    else:
-        paused = run.state == Run.State.PAUSED
-        lifecycle.resume_paused(run)
-        if options.verbosity >= 1:
-            out.write(
-                f"Resuming {'paused ' if paused else ''}run {run.pk} of {target.label}: "
-                f"{run.rows_done():,}/{run.total_rows:,} rows already rotated."
-            )
+        return Report(None, 0, 0.0, True)
     if options.fingerprints:
         record_fingerprints(target, run)  # a no-op once the run has them or has begun
 
     workers = options.workers
     if not builder.concurrent_writers and workers > 1:
-        if options.verbosity >= 1:
-            out.write(
-                f"{connection.display_name} has a single writer: running the {workers} workers' "
-                "shards one at a time."
-            )
+        events.note(
+            f"{connection.display_name} has a single writer: running the {workers} workers' "
+            "shards one at a time."
+        )
         workers = 1
+    return _execute(target, run, options, workers, generator, builder, events, stopper)
 
-    return _execute(target, run, options, workers, generator, builder, err, out)
+
+def finished_sentence(run: Run, target: Target) -> str:
+    """'<label> was fully rotated by run N (finished <when>)'."""
+    when = f"{run.finished_at:%Y-%m-%d %H:%M:%S %Z}" if run.finished_at else "?"
+    return f"{target.label} was fully rotated by run {run.pk} (finished {when})"
+
+
+def _check_resumable(run: Run, shards: int | None) -> None:
+    planned = run.shards.count()
+    if shards is not None and shards != planned and planned:
+        raise RotatorError(
+            f"--shards {shards} does not match run {run.pk}, planned with {planned} shards; "
+            "resume without --shards, or pass --restart to plan again"
+        )
+
+
+def _generator_spec(options: Options, run: Run | None) -> str | None:
+    if options.generator is not None or run is None:
+        return options.generator
+    return run.options.get("generator")
+
+
+def _plan_or_resume(
+    target: Target,
+    options: Options,
+    run: Run | None,
+    shards: int,
+    generator: Generator,
+    builder: Builder,
+    events: Events,
+) -> Run | None:
+    """The run to work: ``run`` made active again, or a new one (None: empty table)."""
+    if run is not None:
+        was = f"{run.state} " if run.state != Run.State.ACTIVE else ""
+        lifecycle.resume(run)
+        events.note(
+            f"Resuming {was}run {run.pk} of {target.label}: "
+            f"{run.rows_done():,}/{run.total_rows:,} rows already rotated."
+        )
+        return run
+    events.note(f"Planning a run of {target.label} in {shards} shards ...")
+    run, created = lifecycle.plan(
+        target, builder, shards, {"generator": options.generator, "shards": shards}
+    )
+    if run is None:
+        events.note(f"Nothing to rotate: {target.model_label} has no rows.")
+        return None
+    verb = "Planned" if created else "Joined"
+    about = "about " if run.options.get("estimated") else ""
+    events.note(
+        f"{verb} run {run.pk}: {about}{run.total_rows:,} rows of {target.label} in "
+        f"{run.shards.count()} shards (keys up to {run.high_water})."
+    )
+    for line in value_notes(target, options, generator):
+        events.note(line)
+    return run
 
 
 def _execute(
@@ -152,22 +250,12 @@ def _execute(
     workers: int,
     generator: Generator,
     builder: Builder,
-    err: Stream,
-    out: Stream,
+    events: Events,
+    stopper: Stopper,
 ) -> Report:
-    lifecycle.mark_started(run)
-    progress = Progress(
-        err,
-        total=run.total_rows,
-        initial=run.rows_done(),
-        verbosity=options.verbosity,
-        tty=options.tty,
-        interval=options.progress_interval,
-        desc=target.label,
-        mode=options.progress,  # ops
-        run_id=run.pk,  # ops
-        workers=workers,  # ops
-    )
+    lifecycle.start(run)
+    initial = run.rows_done()
+    progress = events.progress(run, workers)
     session = Session(
         job=Job(
             target,
@@ -178,62 +266,101 @@ def _execute(
             fill_nulls=options.fill_nulls,
             hook=options.batch_hook,
         ),
-        run_id=run.pk,
+        run=run,
         progress=progress,
         batch_size=options.batch_size,
         reconnect_timeout=options.reconnect_timeout,
-        throttle=Throttle.from_options(options, target.alias, progress),  # ops
+        throttle=Throttle.from_options(options, target.alias, progress),
     )
-    signals: list[int] = []
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(_main(session, workers, signals))
-        stopped = bool(signals) or session.stopped is not None
+            runner.run(_main(session, workers, stopper))
         finished = (
-            not stopped
+            not stopper.stopped
+            and session.stopped is None
             and not session.errors
-            and _reconnecting(builder, target, options, lifecycle.finish_if_complete, run)
+            and _reconnecting(options, builder, target, lifecycle.finish, run)
         )
     finally:
         progress.close()
+    _raise_if_stopped(session, stopper, target, run, options, builder, initial)
+    counts = lifecycle.tally(run)
+    return Report(
+        run_id=run.pk,
+        rows=session.rotated,
+        seconds=session.elapsed,
+        finished=finished,
+        workers=workers,
+        total_rows=run.total_rows,
+        estimated=bool(run.options.get("estimated")),
+        rotated=counts["rotated"],
+        vanished=counts["vanished"],
+        kept=counts["kept"],
+        null=counts["null"],
+        held_elsewhere=[] if finished else claims.held_elsewhere(target, builder, run.pk),
+    )
 
-    seconds = progress.elapsed
-    rows = progress.rotated
+
+async def _main(session: Session, workers: int, stopper: Stopper) -> None:
+    stopper.attach(asyncio.get_running_loop(), session)
     try:
-        committed = _reconnecting(builder, target, options, run.rows_done)
+        if stopper.stopped:  # stopped before the loop ran
+            session.stop.set()
+        await work(session, workers)
+    finally:
+        stopper.detach()
+
+
+def _raise_if_stopped(
+    session: Session,
+    stopper: Stopper,
+    target: Target,
+    run: Run,
+    options: Options,
+    builder: Builder,
+    initial: int,
+) -> None:
+    """Raise what ended the session early: an error, a stop, a pause or cancel elsewhere."""
+    if not (session.errors or stopper.stopped or session.stopped):
+        return
+    try:
+        committed = _reconnecting(options, builder, target, run.rows_done)
     except DatabaseError:  # the server is gone: say what this session saw committed
-        committed = progress.done
+        committed = min(run.total_rows, initial + session.rotated)
     done = f"{committed:,}/{run.total_rows:,} rows of {target.label} rotated"
     resume = f"run {options.resume_hint} again to resume run {run.pk}"
-    if session.errors and not signals:
-        raise _as_rotator_error(session.errors[0], target, f"{done}; {resume}")
-    if signals:
-        name = signal.Signals(signals[0]).name
-        raise Interrupted(f"Interrupted by {name}: {done}; {resume}", returncode=128 + signals[0])
-    if session.stopped is not None:
-        raise _stopped(session.stopped, run, done, resume)
-    if options.verbosity >= 1:
-        rate = rows / seconds if seconds > 0 else 0.0
-        out.write(
-            f"Rotated {rows:,} rows of {target.label} in {format_duration(seconds)} "
-            f"({rate:,.0f} rows/s) with {workers} worker{'s' if workers != 1 else ''}; "
-            f"run {run.pk} " + ("finished." if finished else "is not finished.")
+    if session.errors and not stopper.stopped:
+        exc = session.errors[0]
+        if isinstance(exc, RotatorError | DatabaseError):
+            # An error the rotator diagnosed, which resuming must follow: say so in the run.
+            # Anything else ends the session as a crash would (the run stays active).
+            with contextlib.suppress(DatabaseError):
+                lifecycle.error(run, exc)
+        raise _as_rotator_error(exc, target, f"{done}; {resume}")
+    if stopper.stopped:
+        raise Interrupted(f"Interrupted by {stopper.reason}: {done}; {resume}", stopper.status)
+    stop = session.stopped
+    if stop is None:
+        raise AssertionError("unreachable")
+    why = f" ({stop.reason})" if stop.reason else ""
+    if stop.state == Run.State.PAUSED:
+        raise Interrupted(f"Paused by an operator{why}: {done}; {resume}", ExitStatus.PAUSED)
+    if stop.state == Run.State.ERRORED:
+        run.refresh_from_db()
+        raise RotatorError(
+            f"Run {run.pk} stopped on an error in another process ({run.error_class}: "
+            f"{run.error_message}); its workers stopped: {done}; {resume}"
         )
-        accounting = _accounting(run) if finished else None
-        if accounting:
-            out.write(accounting)
-        elif not finished:
-            others = claims.held_elsewhere(target, builder, run.pk)
-            where = f" by {', '.join(others)}" if others else ""
-            out.write(f"Its remaining shards are being rotated{where}.")
-    return Report(run.pk, rows, seconds, finished)
+    raise Interrupted(
+        f"Run {run.pk} was {stop.state}{why}; its workers stopped: {done}", ExitStatus.CANCELLED
+    )
 
 
 def _reconnecting(
-    builder: Builder, target: Target, options: Options, fn: Callable[..., T], *args: Any
+    options: Options, builder: Builder, target: Target, fn: Callable[..., T], *args: Any
 ) -> T:
-    """Call ``fn`` on the command's own connection, which a server restart may have
+    """Call ``fn`` on the service's own connection, which a server restart may have
     killed while the workers ran: reopen it, within the reconnect timeout."""
     deadline = time.monotonic() + options.reconnect_timeout
     while True:
@@ -248,76 +375,17 @@ def _reconnecting(
             time.sleep(0.5)
 
 
-def _accounting(run: Run) -> str | None:
-    """Where every planned row went, when not every one was simply rotated."""
-    counts = lifecycle.tally(run)
-    parts = [f"{counts['rotated']:,} rotated"]
-    if counts["kept"]:
-        parts.append(f"{counts['kept']:,} kept the value the application gave them meanwhile")
-    if counts["null"]:
-        parts.append(f"{counts['null']:,} NULL left NULL")
-    unseen = run.total_rows - counts["rotated"] - counts["kept"] - counts["null"]
-    vanished = counts["vanished"] + max(0, unseen - counts["vanished"])
-    if vanished and not run.options.get("estimated"):
-        parts.append(f"{vanished:,} vanished (deleted during the run)")
-    if len(parts) == 1 and not run.options.get("estimated"):
-        return None
-    about = "about " if run.options.get("estimated") else ""
-    return f"Run {run.pk}: {about}{run.total_rows:,} rows planned; " + ", ".join(parts) + "."
-
-
-def _stopped(stop: RunStopped, run: Run, done: str, resume: str) -> Interrupted:
-    why = f" ({stop.reason})" if stop.reason else ""
-    if stop.state == Run.State.PAUSED:
-        return Interrupted(f"Paused by an operator{why}: {done}; {resume}", PAUSED_EXIT)
-    return Interrupted(
-        f"Run {run.pk} was {stop.state}{why}; its workers stopped: {done}", CANCELLED_EXIT
-    )
-
-
-async def _main(session: Session, workers: int, signals: list[int]) -> None:
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        signals.append(signum)
-        if len(signals) == 1:
-            session.stop.set()
-            session.progress.message(
-                "Stopping: letting in-flight batches commit (press Ctrl-C again to abort them)."
-            )
-        else:
-            session.progress.message("Aborting: in-flight batches roll back.")
-            # Whatever the server does (an unresponsive backend), end soon: every
-            # batch is one transaction, so a hard exit loses nothing committed.
-            timer = threading.Timer(HARD_EXIT_AFTER, os._exit, args=(128 + signals[0],))
-            timer.daemon = True
-            timer.start()
-            threading.Thread(target=session.abort, daemon=True).start()
-
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
-    try:
-        await work(session, workers)
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-
-
 def _as_rotator_error(exc: BaseException, target: Target, resume: str) -> BaseException:
     if isinstance(exc, Interrupted):
         return exc
     if isinstance(exc, RotatorError):
         error = RotatorError(f"{exc}; {resume}")
-        error.returncode = exc.returncode
+        error.status = exc.status
         error.__cause__ = exc.__cause__
         return error
     if isinstance(exc, DatabaseError):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = RotatorError(
-            f"database error while rotating {target.label}: {first}; "
+            f"database error while rotating {target.label}: {first_line(exc)}; "
             f"no batch was half-applied: {resume}"
         )
         error.__cause__ = exc  # lets the command explain a pool timeout

@@ -1,9 +1,9 @@
 """--status: every run of a target, read from the database, changing nothing.
 
 Ages are measured with the database clock, like the heartbeats themselves.
-The engine keeps no per-batch history, so the rate is the run's average
-since it started (rows done over the time between its start and its last
-heartbeat); a run that was paused and resumed counts the pause too.
+The rate is the run's average over the time some process worked it
+(``Run.seconds_running``, kept on the database clock by every live process:
+store/lifecycle.py), so pauses and downtime are left out.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models.functions import Now
 
 from rotator.command.progress import format_duration
 from rotator.models import Run, Shard
 from rotator.service.target import Target
 from rotator.sql import builder_for
 from rotator.store.claims import LEASE, owner_alive
-from rotator.store.lifecycle import runs_for
+from rotator.store.lifecycle import GAP, database_now, runs_for
 
 
 @dataclass
@@ -62,20 +61,18 @@ class RunStatus:
     column: str
     state: str
     stop_reason: str
+    error: str  # "Class: one line" of an errored run
     rows_done: int
     rows_planned: int
     percent: float
     rate: float | None
     seconds_remaining: float | None
+    seconds_running: float
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     holders: list[Holder] = field(default_factory=list)
     shards: list[ShardStatus] = field(default_factory=list)
-
-
-def database_now(alias: str) -> datetime:
-    return Run.objects.using(alias).annotate(now=Now()).values_list("now", flat=True)[:1][0]
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:
@@ -84,11 +81,38 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 
 def run_status(run: Run, now: datetime, label: str = "") -> RunStatus:
     """The status of one run, ``now`` being the database's clock."""
-    alias = run._state.db or "default"
-    connection = connections[alias]
-    builder = builder_for(connection)
-    shards = list(Shard.objects.using(alias).filter(run=run).order_by("index"))
+    # run.shards.all(): the admin's list prefetches them for every run in one query.
+    shards = sorted(run.shards.all(), key=lambda shard: shard.index)
     done = sum(s.rows_done for s in shards)
+    holders, rows = _shards(run, shards, now)
+    live = any(h.alive for h in holders)
+    rate, remaining = _rate(run, done, live, now)
+    return RunStatus(
+        id=run.pk,
+        target=label or run.target,
+        table=run.table,
+        column=run.column,
+        state=_state(run, live),
+        stop_reason=run.stop_reason,
+        error=f"{run.error_class}: {run.error_message}" if run.error_class else "",
+        rows_done=done,
+        rows_planned=run.total_rows,
+        percent=round(100.0 * done / run.total_rows, 1) if run.total_rows else 100.0,
+        rate=rate,
+        seconds_remaining=remaining,
+        seconds_running=run.seconds_running,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        holders=holders,
+        shards=rows,
+    )
+
+
+def _shards(run: Run, shards: list[Shard], now: datetime) -> tuple[list[Holder], list[ShardStatus]]:
+    """Each shard's status, and the processes holding running shards (alive or not)."""
+    connection = connections[run._state.db or "default"]
+    builder = builder_for(connection)
     holders: dict[str, Holder] = {}
     rows: list[ShardStatus] = []
     for shard in shards:
@@ -97,27 +121,7 @@ def run_status(run: Run, now: datetime, label: str = "") -> RunStatus:
         if shard.state == Shard.State.RUNNING:
             fresh = age is not None and age < LEASE.total_seconds()
             alive = owner_alive(shard, builder, connection, fresh)
-            holder = holders.setdefault(
-                shard.owner_session,
-                Holder(
-                    shard.owner_host,
-                    shard.owner_pid,
-                    shard.owner_session,
-                    [],
-                    [],
-                    None,
-                    None,
-                    alive,
-                ),
-            )
-            if shard.owner_worker is not None and shard.owner_worker not in holder.workers:
-                holder.workers.append(shard.owner_worker)
-            holder.shards.append(shard.index)
-            holder.alive = holder.alive or alive
-            if shard.heartbeat_at and (
-                holder.last_heartbeat is None or shard.heartbeat_at > holder.last_heartbeat
-            ):
-                holder.last_heartbeat, holder.heartbeat_age = shard.heartbeat_at, age
+            _hold(holders, shard, age, alive)
         rows.append(
             ShardStatus(
                 shard.index,
@@ -135,32 +139,28 @@ def run_status(run: Run, now: datetime, label: str = "") -> RunStatus:
                 alive,
             )
         )
-    live = any(h.alive for h in holders.values())
-    rate, remaining = _rate(run, shards, done, live, now)
     for holder in holders.values():
         holder.workers.sort()
-    return RunStatus(
-        id=run.pk,
-        target=label or run.target,
-        table=run.table,
-        column=run.column,
-        state=_state(run, live),
-        stop_reason=run.stop_reason,
-        rows_done=done,
-        rows_planned=run.total_rows,
-        percent=round(100.0 * done / run.total_rows, 1) if run.total_rows else 100.0,
-        rate=rate,
-        seconds_remaining=remaining,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        holders=list(holders.values()),
-        shards=rows,
+    return list(holders.values()), rows
+
+
+def _hold(holders: dict[str, Holder], shard: Shard, age: float | None, alive: bool) -> None:
+    holder = holders.setdefault(
+        shard.owner_session,
+        Holder(shard.owner_host, shard.owner_pid, shard.owner_session, [], [], None, None, alive),
     )
+    if shard.owner_worker is not None and shard.owner_worker not in holder.workers:
+        holder.workers.append(shard.owner_worker)
+    holder.shards.append(shard.index)
+    holder.alive = holder.alive or alive
+    if shard.heartbeat_at and (
+        holder.last_heartbeat is None or shard.heartbeat_at > holder.last_heartbeat
+    ):
+        holder.last_heartbeat, holder.heartbeat_age = shard.heartbeat_at, age
 
 
 def _state(run: Run, live: bool) -> str:
-    """planned, running, stopped (no live worker), paused, finished or abandoned."""
+    """planned, running, stopped (no live worker), paused, errored, finished or abandoned."""
     if run.state != Run.State.ACTIVE:
         return str(run.state)
     if run.started_at is None:
@@ -168,16 +168,13 @@ def _state(run: Run, live: bool) -> str:
     return "running" if live else "stopped"
 
 
-def _rate(
-    run: Run, shards: list[Shard], done: int, live: bool, now: datetime
-) -> tuple[float | None, float | None]:
-    beats = [s.heartbeat_at for s in shards if s.heartbeat_at] + [
-        s.finished_at for s in shards if s.finished_at
-    ]
-    if run.started_at is None or not beats or done == 0:
-        return None, None
-    seconds = (max(beats) - run.started_at).total_seconds()
-    if seconds <= 0:
+def _rate(run: Run, done: int, live: bool, now: datetime) -> tuple[float | None, float | None]:
+    """Rows per second while running, and the seconds left at that rate (when live)."""
+    seconds = run.seconds_running
+    if live and run.state == Run.State.ACTIVE and run.heartbeat_at is not None:
+        since = (now - run.heartbeat_at).total_seconds()  # not yet ticked
+        seconds += since if 0 <= since <= GAP else 0.0
+    if run.started_at is None or done == 0 or seconds <= 0:
         return None, None
     rate = done / seconds
     remaining = None
@@ -225,10 +222,12 @@ def lines(status: RunStatus, verbosity: int = 1) -> list[str]:
     out = [f"Run {status.id} of {status.target}: {status.state}"]
     if status.stop_reason:
         out.append(f"  reason: {status.stop_reason}")
+    if status.error:
+        out.append(f"  error: {status.error}")
     out.append(
         f"  rows: {status.rows_done:,}/{status.rows_planned:,} rotated ({status.percent:.1f}%)"
     )
-    rate = "-" if status.rate is None else f"{status.rate:,.0f} rows/s (average since started)"
+    rate = "-" if status.rate is None else f"{status.rate:,.0f} rows/s (average while running)"
     left = status.seconds_remaining
     remaining = "-" if left is None else format_duration(left)
     out.append(f"  rate: {rate}; time remaining: {remaining}")
@@ -253,14 +252,3 @@ def lines(status: RunStatus, verbosity: int = 1) -> list[str]:
                 f"{s.rows_done:,}/{s.rows_planned:,} rows{owner}{alive}"
             )
     return out
-
-
-def print_status(target: Target, out: Any, verbosity: int = 1) -> int:
-    """Print every run of the target; return how many."""
-    runs = statuses(target)
-    if not runs:
-        out.write(f"{target.label} has no runs on database {target.alias!r}.")
-    for status in runs:
-        for line in lines(status, verbosity):
-            out.write(line)
-    return len(runs)

@@ -29,7 +29,7 @@ from django.db import connections, transaction
 from django.db.models import BooleanField, Case, DateTimeField, ExpressionWrapper, Q, Value, When
 from django.db.models.functions import Now
 
-from rotator.models import Run, Shard
+from rotator.models import Shard
 from rotator.service.target import Target
 from rotator.sql import Builder
 from rotator.workers.processes import pid_alive
@@ -51,13 +51,12 @@ class Owner:
     host: str = HOST
     pid: int = field(default_factory=os.getpid)
 
-    def columns(self, backend: int | None) -> dict[str, Any]:
+    def columns(self) -> dict[str, Any]:
         return {
             "owner_session": self.session,
             "owner_worker": self.worker,
             "owner_host": self.host,
             "owner_pid": self.pid,
-            "owner_backend": backend,
         }
 
 
@@ -66,7 +65,6 @@ NO_OWNER = {
     "owner_worker": None,
     "owner_host": "",
     "owner_pid": None,
-    "owner_backend": None,
 }
 
 
@@ -144,9 +142,8 @@ def claim(target: Target, builder: Builder, run_id: int, owner: Owner) -> Lease 
             shards.filter(pk=shard.pk).update(
                 state=Shard.State.RUNNING,
                 heartbeat_at=Now(),
-                **owner.columns(builder.backend_id(connection)),
+                **owner.columns(),
             )
-        Run.objects.using(target.alias).filter(pk=run_id).update(heartbeat_at=Now())
         return Lease(
             shard_id=shard.pk,
             index=shard.index,

@@ -1,22 +1,55 @@
-"""Find, create, resume and close rotation runs (the rows in rotator_run)."""
+"""Every change of a run's state, in one place: plan, start, tick, pause, resume, cancel,
+abandon, error, finish (and purge).
+
+Each change is one conditional UPDATE (``WHERE state IN (...)``) stamped with
+the database clock (``Now()``), so two processes, hosts or an operator in the
+admin can race for a run and exactly one wins; the caller learns whether it
+did. The workers read the state in every batch transaction (workers/batch.py),
+so a pause or a cancel reaches every process within one batch.
+
+States and transitions (after maintenance_tasks' ``Run``)::
+
+    plan -> active --pause--> paused --resume--> active
+            active --error--> errored --resume--> active
+            active --finish--> finished
+    active/paused/errored --cancel/abandon--> abandoned
+
+``seconds_running`` is the time some process worked the run, by the
+database clock: every live process ticks (``tick``) every few seconds and
+adds the time since the last tick by anyone, unless that was longer than
+``GAP`` (nobody was running: a pause, downtime). Rates and times remaining
+divide by it, so they leave pauses and downtime out.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Sum
+from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from rotator.errors import RotatorError
+from rotator.errors import RotatorError, first_line
 from rotator.models import UNFINISHED, Run, Shard
 from rotator.service.target import Target
 from rotator.sql import Builder
 from rotator.store.planning import make_plan
 
+HOST = socket.gethostname()
+#: A silence between two ticks longer than this is not running time.
+GAP = 30.0
+#: Seconds between two ticks of one process.
+TICK_EVERY = 5.0
 
-def runs_for(target: Target) -> Any:
+
+# Reading runs.
+
+
+def runs_for(target: Target) -> QuerySet[Run]:
     """Runs of the target's table and column, whichever model (proxy or not) names them."""
     return Run.objects.using(target.alias).filter(
         table=target.model._meta.db_table, column=target.field.column
@@ -24,7 +57,7 @@ def runs_for(target: Target) -> Any:
 
 
 def active_run(target: Target) -> Run | None:
-    """The unfinished (active or paused) run of the target, if any."""
+    """The unfinished (active, paused or errored) run of the target, if any."""
     return runs_for(target).filter(state__in=UNFINISHED).first()
 
 
@@ -32,13 +65,38 @@ def last_finished_run(target: Target) -> Run | None:
     return runs_for(target).filter(state=Run.State.FINISHED).order_by("-finished_at").first()
 
 
-def abandon(run: Run, reason: str = "") -> None:
-    Run.objects.using(run._state.db).filter(pk=run.pk, state__in=UNFINISHED).update(
-        state=Run.State.ABANDONED, stop_reason=reason, finished_at=Now()
+def database_now(alias: str) -> datetime:
+    return Run.objects.using(alias).annotate(now=Now()).values_list("now", flat=True)[:1][0]
+
+
+def tally(run: Run) -> dict[str, int]:
+    """The run's counts summed over its shards: rotated, vanished, kept, null."""
+    sums = run.shards.aggregate(
+        rotated=Sum("rows_done"),
+        vanished=Sum("rows_vanished"),
+        kept=Sum("rows_kept"),
+        null=Sum("rows_null"),
     )
+    return {name: value or 0 for name, value in sums.items()}
 
 
-def plan_run(
+def who(flag: str) -> str:
+    """The operator, for stop_reason: the flag, host and pid of this command."""
+    return f"{flag} from {HOST} pid {os.getpid()}"
+
+
+# Changing them.
+
+
+def _move(run: Run, states: tuple[str, ...], **changes: Any) -> bool:
+    """Move ``run`` out of one of ``states``; True if this call moved it. Refreshes ``run``."""
+    db = run._state.db
+    moved = Run.objects.using(db).filter(pk=run.pk, state__in=states).update(**changes)
+    run.refresh_from_db(using=db)
+    return moved == 1
+
+
+def plan(
     target: Target, builder: Builder, shards: int, options: dict[str, Any]
 ) -> tuple[Run | None, bool]:
     """Plan and store a new active run, or join the one another process planned meanwhile.
@@ -54,8 +112,8 @@ def plan_run(
             run = active_run(target)
             if run is not None:
                 return run, False
-            plan = make_plan(target, builder, shards)
-            if plan.high_water is None:
+            made = make_plan(target, builder, shards)
+            if made.high_water is None:
                 return None, False
             run = Run.objects.using(target.alias).create(
                 model=target.model_label,
@@ -63,13 +121,13 @@ def plan_run(
                 table=target.model._meta.db_table,
                 column=target.field.column,
                 database=target.alias,
-                options={**options, "estimated": plan.estimated},
-                high_water=plan.high_water,
-                total_rows=plan.total_rows,
+                options={**options, "estimated": made.estimated},
+                high_water=made.high_water,
+                total_rows=made.total_rows,
             )
             Shard.objects.using(target.alias).bulk_create(
                 Shard(run=run, index=s.index, lower=s.lower, upper=s.upper, rows_planned=s.rows)
-                for s in plan.shards
+                for s in made.shards
             )
     except IntegrityError:
         run = active_run(target)
@@ -79,59 +137,126 @@ def plan_run(
     return run, True
 
 
-def mark_started(run: Run) -> None:
-    now = timezone.now()
-    Run.objects.using(run._state.db).filter(pk=run.pk, started_at__isnull=True).update(
-        started_at=now
-    )
-    Run.objects.using(run._state.db).filter(pk=run.pk).update(heartbeat_at=now)
-
-
-def resume_paused(run: Run) -> bool:
-    """Make a paused run active again; True if it was paused."""
-    resumed = (
-        Run.objects.using(run._state.db)
-        .filter(pk=run.pk, state=Run.State.PAUSED)
-        .update(state=Run.State.ACTIVE, stop_reason="")
-    )
+def start(run: Run) -> None:
+    """A process begins working the run: stamp its first start and a fresh tick."""
+    runs = Run.objects.using(run._state.db).filter(pk=run.pk)
+    runs.filter(started_at__isnull=True).update(started_at=Now())
+    runs.update(heartbeat_at=Now())
     run.refresh_from_db(using=run._state.db)
-    return bool(resumed)
 
 
-def tally(run: Run) -> dict[str, int]:
-    """The run's counts summed over its shards: rotated, vanished, kept, null."""
-    sums = run.shards.aggregate(
-        rotated=Sum("rows_done"),
-        vanished=Sum("rows_vanished"),
-        kept=Sum("rows_kept"),
-        null=Sum("rows_null"),
+def tick(run: Run) -> None:
+    """Count the time since the run's last tick (by anyone) as running time."""
+    db = run._state.db
+    with transaction.atomic(using=db):
+        row = (
+            Run.objects.using(db)
+            .select_for_update()
+            .filter(pk=run.pk, state=Run.State.ACTIVE)
+            .annotate(now=Now())
+            .values_list("heartbeat_at", "now")
+            .first()
+        )
+        if row is None:
+            return
+        then, now = row
+        gap = (now - then).total_seconds() if then is not None else GAP + 1
+        add = gap if 0 <= gap <= GAP else 0.0
+        Run.objects.using(db).filter(pk=run.pk).update(
+            seconds_running=F("seconds_running") + add, heartbeat_at=Now()
+        )
+
+
+def pause(run: Run, by: str) -> bool:
+    """Pause an active run; ``by`` (who did it) is its stop_reason, shown by the engine."""
+    return _move(run, (Run.State.ACTIVE,), state=Run.State.PAUSED, stop_reason=by[:200])
+
+
+def resume(run: Run) -> bool:
+    """Make a paused or errored run active again (its workers start when run again)."""
+    return _move(
+        run,
+        (Run.State.PAUSED, Run.State.ERRORED),
+        state=Run.State.ACTIVE,
+        stop_reason="",
+        error_class="",
+        error_message="",
     )
-    return {name: value or 0 for name, value in sums.items()}
 
 
-def finish_if_complete(run: Run) -> bool:
+def abandon(run: Run, reason: str = "") -> bool:
+    """Give the run up (--restart): nothing rotated is undone; no worker takes it again."""
+    return _move(
+        run, UNFINISHED, state=Run.State.ABANDONED, stop_reason=reason[:200], finished_at=Now()
+    )
+
+
+def cancel(run: Run, by: str) -> bool:
+    return abandon(run, f"cancelled: {by}")
+
+
+def error(run: Run, exc: BaseException) -> bool:
+    """The run stopped on an error its workers cannot get past; resuming clears it."""
+    return _move(
+        run,
+        (Run.State.ACTIVE,),
+        state=Run.State.ERRORED,
+        error_class=type(exc).__name__[:200],
+        error_message=first_line(exc)[:500],
+    )
+
+
+def finish(run: Run) -> bool:
+    """Finish the run if every shard is done; True if it is finished."""
     db = run._state.db
     if Shard.objects.using(db).filter(run=run).exclude(state=Shard.State.DONE).exists():
         return False
-    Run.objects.using(db).filter(pk=run.pk, state=Run.State.ACTIVE).update(
-        state=Run.State.FINISHED, finished_at=timezone.now()
-    )
-    run.refresh_from_db(using=db)
+    _move(run, (Run.State.ACTIVE,), state=Run.State.FINISHED, finished_at=Now())
     return run.state == Run.State.FINISHED
 
 
-def describe_finished(run: Run, target: Target) -> str:
-    when = run.finished_at.strftime("%Y-%m-%d %H:%M:%S %Z") if run.finished_at else "?"
-    return (
-        f"{target.label} was fully rotated by run {run.pk} (finished {when}); "
-        "pass --restart to rotate every row again"
-    )
+# The operator's changes, by target.
 
 
-def check_resumable(run: Run, shards: int | None) -> None:
-    planned = run.shards.count()
-    if shards is not None and shards != planned and planned:
+def unfinished(target: Target, flag: str) -> Run:
+    run = active_run(target)
+    if run is None:
+        last = runs_for(target).order_by("-pk").first()
+        since = f" (its last run, {last.pk}, is {last.state})" if last else ""
         raise RotatorError(
-            f"--shards {shards} does not match run {run.pk}, planned with {planned} shards; "
-            "resume without --shards, or pass --restart to plan again"
+            f"{target.label} has no unfinished run to {flag}{since}; see them all with --status"
         )
+    return run
+
+
+def pause_target(target: Target) -> Run:
+    run = unfinished(target, "pause")
+    if run.state == Run.State.PAUSED:
+        raise RotatorError(
+            f"run {run.pk} of {target.label} is already paused; run the command to resume it"
+        )
+    if not pause(run, who("--pause")):
+        raise RotatorError(f"run {run.pk} of {target.label} changed state; see --status")
+    return run
+
+
+def cancel_target(target: Target) -> Run:
+    run = unfinished(target, "cancel")
+    if not cancel(run, who("--cancel")):
+        raise RotatorError(f"run {run.pk} of {target.label} changed state; see --status")
+    return run
+
+
+def purge(target: Target, older_than_days: float) -> tuple[int, int]:
+    """Delete finished and abandoned runs (with shards and fingerprints) older than N days.
+
+    Returns (runs, fingerprints) deleted. Unfinished runs are never purged.
+    """
+    if older_than_days < 0:
+        raise RotatorError(f"--purge needs a number of days >= 0, got {older_than_days!r}")
+    # created_at is stamped by Django (auto_now_add works on Django 4.2, db_default does not).
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    old = runs_for(target).exclude(state__in=UNFINISHED).filter(created_at__lte=cutoff)
+    with transaction.atomic(using=target.alias):
+        _, deleted = old.delete()
+    return deleted.get(Run._meta.label, 0), deleted.get("rotator.Fingerprint", 0)

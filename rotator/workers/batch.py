@@ -28,7 +28,7 @@ from rotator.models import Run, Shard
 from rotator.service.generators import Generator, Tokens
 from rotator.service.target import Target
 from rotator.sql import Builder
-from rotator.sql.base import Window
+from rotator.sql.base import Outcome, Window
 from rotator.store.claims import Lease
 
 #: Rounds of fresh values for rows whose new value was already taken, per batch.
@@ -94,6 +94,32 @@ def _check_run(job: Job) -> None:
         raise RunStopped(state, reason)
 
 
+def _other_values(job: Job, lease: Lease, outcome: Outcome) -> tuple[int, list[Any], int]:
+    """Give the rows whose new value was taken other values, in rounds, in the batch's
+    transaction; return (rows rotated in all, keys missed, rows that collided)."""
+    target, builder = job.target, job.builder
+    connection = connections[target.alias]
+    rotated, missed, collided = outcome.rotated, list(outcome.missed), outcome.collided
+    collisions = len(collided)
+    for _ in range(MAX_ROUNDS):
+        if not collided:
+            break
+        again = builder.rotate_keys(
+            connection, target, collided, tokens_for(job, len(collided)), job.fill_nulls
+        )
+        rotated += again.rotated
+        missed += again.missed
+        collided = again.collided
+        collisions += len(collided)
+    if collided:
+        raise RotatorError(
+            f"{len(collided):,} rows of {target.label} found no free value in {MAX_ROUNDS} "
+            f"rounds of generator {job.generator.name!r} (shard {lease.index}): its values "
+            "are nearly all taken; use a generator with a larger value space"
+        )
+    return rotated, missed, collisions
+
+
 def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
     target, builder = job.target, job.builder
     started = time.perf_counter()
@@ -104,24 +130,7 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
         builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
         _check_run(job)
         outcome = builder.rotate(connection, target, window, tokens, job.fill_nulls)
-        rotated, missed, collided = outcome.rotated, list(outcome.missed), outcome.collided
-        collisions = len(collided)
-        for _ in range(MAX_ROUNDS):
-            if not collided:
-                break
-            again = builder.rotate_keys(
-                connection, target, collided, tokens_for(job, len(collided)), job.fill_nulls
-            )
-            rotated += again.rotated
-            missed += again.missed
-            collided = again.collided
-            collisions += len(collided)
-        if collided:
-            raise RotatorError(
-                f"{len(collided):,} rows of {target.label} found no free value in {MAX_ROUNDS} "
-                f"rounds of generator {job.generator.name!r} (shard {lease.index}): its values "
-                "are nearly all taken; use a generator with a larger value space"
-            )
+        rotated, missed, collisions = _other_values(job, lease, outcome)
         kept = builder.count_present(connection, target, missed) if missed else 0
         done = outcome.seen < window.limit
         cursor = outcome.last if outcome.last is not None else lease.cursor_text

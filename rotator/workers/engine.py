@@ -26,13 +26,14 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from rotator.command.progress import Progress
-from rotator.errors import RotatorError, RunStopped, ShardLost
-from rotator.store import claims
-from rotator.workers.batch import Job, run_batch
+from rotator.errors import RotatorError, RunStopped, ShardLost, first_line
+from rotator.models import Run
+from rotator.store import claims, lifecycle
+from rotator.workers.batch import BatchResult, Job, run_batch
 from rotator.workers.faults import Fault, Kind, Retries
+from rotator.workers.reporting import ProgressSink, Silent
 from rotator.workers.sizing import BatchSizer
-from rotator.workers.throttle import Throttle
+from rotator.workers.throttle import Throttle, sleep_unless_stopped
 
 T = TypeVar("T")
 
@@ -45,9 +46,9 @@ class Session:
     """What one invocation's workers share (all touched from the event loop only)."""
 
     job: Job
-    run_id: int
-    progress: Progress
+    run: Run
     batch_size: int | None
+    progress: ProgressSink = field(default_factory=Silent)
     reconnect_timeout: float = 60.0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     name: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -57,7 +58,17 @@ class Session:
     in_batch: dict[int, float] = field(default_factory=dict)  # worker -> batch start
     errors: list[BaseException] = field(default_factory=list)
     stopped: RunStopped | None = None  # the run was paused or cancelled elsewhere
-    throttle: Throttle = field(default_factory=Throttle)  # ops: --max-rate, --pause-when
+    throttle: Throttle = field(default_factory=Throttle)  # --max-rate, --pause-when
+    rotated: int = 0  # rows this session rotated
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def run_id(self) -> int:
+        return self.run.pk
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     def abort(self) -> None:
         """Cancel in-flight statements now; their transactions roll back."""
@@ -72,9 +83,7 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
 
 
 async def _sleep(session: Session, seconds: float) -> None:
-    """Sleep, but wake at once when the session stops."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(session.stop.wait(), timeout=seconds)
+    await sleep_unless_stopped(seconds, session.stop)
 
 
 def _open(session: Session, worker: int, fresh: bool = False) -> None:
@@ -119,10 +128,9 @@ async def _reconnect(session: Session, worker: int, fault: Fault) -> None:
             await _in_thread(_open, session, worker, True)
         except DatabaseError as exc:
             if time.monotonic() + pause > deadline:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise RotatorError(
                     f"the database was unreachable for {session.reconnect_timeout:g} s "
-                    f"({first}); every committed batch is kept"
+                    f"({first_line(exc)}); every committed batch is kept"
                 ) from exc
             await _sleep(session, pause)
             pause = min(2.0, pause * 2)
@@ -152,8 +160,9 @@ async def _call(session: Session, worker: int, fn: Callable[..., T], *args: Any)
 async def _work_shard(
     session: Session, worker: int, lease: claims.Lease, sizer: BatchSizer
 ) -> None:
-    job, progress = session.job, session.progress
-    progress.message(
+    """Rotate ``lease``'s shard batch by batch until it is done, lost, or the session stops."""
+    job = session.job
+    session.progress.message(
         f"worker {worker}: shard {lease.index} ({lease.rows_done:,}/{lease.rows_planned:,} rows "
         f"done), batch {sizer.size:,} rows, on {session.connection_ids.get(worker)}",
         level=2,
@@ -161,69 +170,97 @@ async def _work_shard(
     retries = Retries()
     started, rows = time.monotonic(), 0
     while True:
-        size = await session.throttle.before_batch(sizer.size, session.stop)  # ops
+        size = await session.throttle.before_batch(sizer.size, session.stop)
         if session.stop.is_set():
             await _call(session, worker, claims.release, job.target, job.builder, lease)
             return
         session.in_batch[worker] = time.monotonic()
         try:
-            result = await _in_thread(run_batch, job, lease, size)  # ops: size, not sizer.size
+            # The throttle's size, not the sizer's: --max-rate may cut a batch.
+            result = await _in_thread(run_batch, job, lease, size)
         except ShardLost:
-            progress.message(f"worker {worker}: shard {lease.index} taken over elsewhere", level=2)
+            _lost(session, worker, lease, "taken over elsewhere")
             return
         except DatabaseError as exc:
-            fault = _fault(session, exc)
-            if fault is None:
-                raise
-            pause = retries.record(fault)
-            if fault.kind is Kind.CONNECTION:
-                await _reconnect(session, worker, fault)
-                connection = session.connections.get(worker)
-                if connection is None:  # stopped while reconnecting
-                    return
-                # The shard's lock died with the old session: take it again, if still ours.
-                if not await _in_thread(job.builder.try_own, connection, lease.shard_id):
-                    progress.message(f"worker {worker}: shard {lease.index} taken over", level=2)
-                    return
-            elif retries.exhausted:
-                raise RotatorError(
-                    f"{fault.what} {retries.count} times in a row on shard {lease.index} of "
-                    f"{job.target.label} over {retries.seconds:.0f} s; every committed batch "
-                    "is kept"
-                ) from exc
-            if fault.shrinks:
-                sizer.shrink()
-            progress.message(
-                f"worker {worker}: shard {lease.index}: {fault.what}; batch rolled back, "
-                f"retrying with {sizer.size:,} rows in {pause:.1f} s",
-                level=2,
-            )
-            await _sleep(session, pause)
+            if not await _after_fault(session, worker, lease, sizer, retries, exc):
+                return
             continue
         finally:
             session.in_batch.pop(worker, None)
         retries.reset()
-        session.throttle.after_batch(size, result.seen)  # ops
+        session.throttle.after_batch(size, result.seen)
         rows += result.rows
-        progress.advance(result.rows, skipped=result.vanished + result.kept + result.nulls)
-        sizer.record(result.seen, result.seconds)
-        if result.collisions:
-            progress.message(
-                f"worker {worker}: shard {lease.index}: {result.collisions:,} new values were "
-                "already taken; those rows got other values",
-                level=2,
-            )
+        _record(session, worker, lease, sizer, result)
         if result.done:
             await _call(
                 session, worker, job.builder.disown, session.connections[worker], lease.shard_id
             )
             seconds = time.monotonic() - started
-            progress.message(
+            session.progress.message(
                 f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows "
                 f"({rows / seconds if seconds > 0 else 0:,.0f} rows/s this session)",
                 level=2,
             )
             return
+
+
+def _lost(session: Session, worker: int, lease: claims.Lease, how: str) -> None:
+    session.progress.message(f"worker {worker}: shard {lease.index} {how}", level=2)
+
+
+def _record(
+    session: Session, worker: int, lease: claims.Lease, sizer: BatchSizer, result: BatchResult
+) -> None:
+    """Count a committed batch and learn from its duration."""
+    session.rotated += result.rows
+    session.progress.advance(result.rows, skipped=result.vanished + result.kept + result.nulls)
+    sizer.record(result.seen, result.seconds)
+    if result.collisions:
+        session.progress.message(
+            f"worker {worker}: shard {lease.index}: {result.collisions:,} new values were "
+            "already taken; those rows got other values",
+            level=2,
+        )
+
+
+async def _after_fault(
+    session: Session,
+    worker: int,
+    lease: claims.Lease,
+    sizer: BatchSizer,
+    retries: Retries,
+    exc: DatabaseError,
+) -> bool:
+    """A batch rolled back on ``exc``: wait and return True to retry, False if the shard
+    is no longer this worker's; raise when the fault is not a passing one."""
+    job = session.job
+    fault = _fault(session, exc)
+    if fault is None:
+        raise exc
+    pause = retries.record(fault)
+    if fault.kind is Kind.CONNECTION:
+        await _reconnect(session, worker, fault)
+        connection = session.connections.get(worker)
+        if connection is None:  # stopped while reconnecting
+            return False
+        # The shard's lock died with the old session: take it again, if still ours.
+        if not await _in_thread(job.builder.try_own, connection, lease.shard_id):
+            _lost(session, worker, lease, "taken over")
+            return False
+    elif retries.exhausted:
+        raise RotatorError(
+            f"{fault.what} {retries.count} times in a row on shard {lease.index} of "
+            f"{job.target.label} over {retries.seconds:.0f} s; every committed batch is kept"
+        ) from exc
+    if fault.shrinks:
+        sizer.shrink()
+    session.progress.message(
+        f"worker {worker}: shard {lease.index}: {fault.what}; batch rolled back, "
+        f"retrying with {sizer.size:,} rows in {pause:.1f} s",
+        level=2,
+    )
+    await _sleep(session, pause)
+    return True
 
 
 async def _worker(session: Session, worker: int) -> None:
@@ -275,12 +312,17 @@ def _blockers(session: Session, backends: list[int]) -> dict[int, list[int]]:
 async def _watch(session: Session) -> None:
     """Say what a slow batch waits for (a lock held by whom), and keep the output alive."""
     progress, waiting = session.progress, False
+    ticked = time.monotonic()
     async with ThreadSensitiveContext():
         try:
             while not session.stop.is_set():
                 await _sleep(session, 1.0)
                 progress.tick()
                 now = time.monotonic()
+                if now - ticked >= lifecycle.TICK_EVERY:
+                    ticked = now
+                    with contextlib.suppress(DatabaseError):
+                        await _in_thread(lifecycle.tick, session.run)
                 slow = {
                     session.backends[w]: now - t
                     for w, t in list(session.in_batch.items())
@@ -301,6 +343,8 @@ async def _watch(session: Session) -> None:
                     progress.set_status(None)
                     waiting = False
         finally:
+            with contextlib.suppress(Exception):
+                await _in_thread(lifecycle.tick, session.run)
             with contextlib.suppress(Exception):
                 await _in_thread(connections[session.job.target.alias].close)
 

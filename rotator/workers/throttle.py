@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -28,12 +27,12 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
-from rotator.errors import RotatorError
+from rotator.errors import RotatorError, first_line
 from rotator.sql.replication import check_replication_lag, replication_lag
 
 if TYPE_CHECKING:
-    from rotator.command.progress import Progress
-    from rotator.service.rotation import Options
+    from rotator.service.options import Options
+    from rotator.workers.reporting import ProgressSink
 
 #: A pause check: None to go on, or the reason to wait.
 Check = Callable[[], "str | None"]
@@ -45,11 +44,6 @@ CHECK_EVERY = 1.0
 
 def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
-
-
-def _positive(flag: str, value: float | None, unit: str) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise RotatorError(f"{flag} must be a number of {unit} above 0, got {value!r}")
 
 
 def load_pause_check(path: str) -> Check:
@@ -69,9 +63,7 @@ def load_pause_check(path: str) -> Check:
 
 
 def check_throttle_options(options: Options, alias: str) -> None:
-    """Refuse bad throttle flags before anything changes."""
-    _positive("--max-rate", options.max_rate, "rows per second")
-    _positive("--max-replication-lag", options.max_replication_lag, "seconds")
+    """Refuse throttle flags that cannot work here (Options.validate() checked their values)."""
     if options.pause_when is not None:
         load_pause_check(options.pause_when)
     if options.max_replication_lag is not None:
@@ -88,7 +80,7 @@ def lag_check(alias: str, limit: float) -> Check:
     return check
 
 
-async def _sleep(seconds: float, stop: asyncio.Event | None) -> None:
+async def sleep_unless_stopped(seconds: float, stop: asyncio.Event | None) -> None:
     """Sleep, but wake at once when ``stop`` is set (Ctrl-C must not wait out a pause)."""
     if stop is None:
         await asyncio.sleep(seconds)
@@ -124,7 +116,7 @@ class Throttle:
         self.shown: str | None = None
 
     @classmethod
-    def from_options(cls, options: Options, alias: str, progress: Progress) -> Throttle:
+    def from_options(cls, options: Options, alias: str, progress: ProgressSink) -> Throttle:
         checks = []
         if options.pause_when is not None:
             check = load_pause_check(options.pause_when)
@@ -154,7 +146,7 @@ class Throttle:
         self.waiting += 1
         self._show(throttled=True)
         try:
-            await _sleep(start - now, stop)
+            await sleep_unless_stopped(start - now, stop)
         finally:
             self.waiting -= 1
         return rows
@@ -176,7 +168,9 @@ class Throttle:
             if self.paused is None or (stop is not None and stop.is_set()):
                 return
             assert self.checked_at is not None
-            await _sleep(max(0.0, self.checked_at + self.check_every - self.clock()), stop)
+            await sleep_unless_stopped(
+                max(0.0, self.checked_at + self.check_every - self.clock()), stop
+            )
             if stop is not None and stop.is_set():
                 return
 
@@ -187,9 +181,8 @@ class Throttle:
             except (RotatorError, DatabaseError):
                 raise
             except Exception as exc:
-                first = (str(exc).strip().splitlines() or [""])[0]
                 raise RotatorError(
-                    f"{label} raised {type(exc).__name__}: {first}; fix it first"
+                    f"{label} raised {type(exc).__name__}: {first_line(exc)}; fix it first"
                 ) from exc
             if reason is None or reason == "":
                 continue

@@ -1,6 +1,6 @@
 """Fields as applications really define them, and targets that can never rotate.
 
-Each model is one case of issue 7; the tests read every value back through the
+Each model is one kind of field; the tests read every value back through the
 ORM, as the application would.
 """
 
