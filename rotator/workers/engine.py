@@ -346,7 +346,13 @@ async def _watch(session: Session) -> None:
             with contextlib.suppress(Exception):
                 await _in_thread(lifecycle.tick, session.run)
             with contextlib.suppress(Exception):
-                await _in_thread(connections[session.job.target.alias].close)
+                await _in_thread(_close_own, session.job.target.alias)
+
+
+def _close_own(alias: str) -> None:
+    # Looked up in the calling thread: connections[alias] is per thread, and the
+    # event loop's thread's connection is the command's, not the watcher's.
+    connections[alias].close()
 
 
 async def work(session: Session, workers: int) -> None:
