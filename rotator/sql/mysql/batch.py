@@ -175,7 +175,7 @@ def describe(connection: BaseDatabaseWrapper, target: Target, gen: Generator) ->
         lines += [
             f"DELETE FROM {n.values}",
             load_sql(n.values, target, "/dev/fd/N") + "  -- a pipe: values never in SQL text",
-            pair_sql(n, target.field.unique),
+            pair_sql(n, target.unique),
         ]
     lines.append(update_sql(n, fill_nulls=False))
     return ";\n".join(lines) + ";"
@@ -203,7 +203,8 @@ def run_batch(
             return Outcome()
         if values is not None:
             load_values(cur, target, n.values, values())
-            cur.execute(pair_sql(n, target.field.unique))
+            # target.unique, not field.unique: unique_together and UniqueConstraint too.
+            cur.execute(pair_sql(n, target.unique))
         cur.execute(update_sql(n, fill_nulls))
         rotated = cur.rowcount
         collided: list[Any] = []
