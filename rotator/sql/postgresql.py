@@ -94,6 +94,21 @@ def _temp_table(db_type: str) -> str:
     return "rotator_new_" + hashlib.sha256(db_type.encode()).hexdigest()[:10]
 
 
+def _db_type(connection: BaseDatabaseWrapper, target: Target) -> str:
+    db_type = target.field.db_type(connection)
+    if db_type is None:  # resolve_target() takes only fields with a column
+        raise AssertionError(f"unreachable: {target.label} has no column type")
+    return db_type
+
+
+def _one(cur: Any) -> Any:
+    """The row of a query that always returns one (a psycopg or a Django cursor)."""
+    row = cur.fetchone()
+    if row is None:
+        raise AssertionError("unreachable: the query returns one row")
+    return row
+
+
 def _binary_uuids(packed: bytes) -> bytes:
     """A whole binary COPY stream of one uuid column, built without a loop per row."""
     n = len(packed) // 16
@@ -145,7 +160,7 @@ class PostgreSQLBuilder(Builder):
         if server_side:
             token, source = _UUID4, "generate_series(1, %(limit)s)"
         else:
-            token, source = "token", f"pg_temp.{_temp_table(target.field.db_type(connection))}"
+            token, source = "token", f"pg_temp.{_temp_table(_db_type(connection, target))}"
         # Is the new value taken? One probe of the unique index per row: LATERAL with
         # LIMIT keeps the planner from hashing the whole table instead.
         free, taken = "true", ""
@@ -171,7 +186,7 @@ class PostgreSQLBuilder(Builder):
     # The session and the batch.
 
     def prepare_session(self, connection: BaseDatabaseWrapper, target: Target, name: str) -> None:
-        db_type = target.field.db_type(connection)
+        db_type = _db_type(connection, target)
         table = _temp_table(db_type)
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             cur.execute("SELECT set_config('application_name', %s, false)", (name[:63],))
@@ -183,7 +198,7 @@ class PostgreSQLBuilder(Builder):
                 "AND attname = 'token'",
                 (f"pg_temp.{table}",),
             )
-            oid = cur.fetchone()[0]
+            oid = _one(cur)[0]
             # char(n) (bpchar) is sent in text's binary form; psycopg has no bpchar dumper.
             self._token_oid[db_type] = _TEXT_OID if oid == _BPCHAR_OID else oid
 
@@ -198,7 +213,7 @@ class PostgreSQLBuilder(Builder):
             )
 
     def _copy(self, cur: psycopg.Cursor, connection: Any, target: Target, tokens: Tokens) -> None:
-        db_type = target.field.db_type(connection)
+        db_type = _db_type(connection, target)
         table = f"pg_temp.{_temp_table(db_type)}"
         cur.execute(f"DELETE FROM {table}")  # leftovers of an earlier round of this batch
         # Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid.
@@ -216,7 +231,7 @@ class PostgreSQLBuilder(Builder):
 
     def _run(self, cur: psycopg.Cursor, sql: str, params: dict[str, Any]) -> Outcome:
         cur.execute(sql, params)
-        seen, last, rotated, nulls, collided, missed = cur.fetchone()
+        seen, last, rotated, nulls, collided, missed = _one(cur)
         return Outcome(seen, last, rotated, nulls, collided or [], missed or [])
 
     def rotate(
@@ -273,13 +288,13 @@ class PostgreSQLBuilder(Builder):
                 f"SELECT count(*) FROM {n.table} WHERE {n.pk} = ANY(%s::{cast}[])",
                 (keys,),
             )
-            return cur.fetchone()[0]
+            return _one(cur)[0]
 
     def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
         sql = self.sql(connection, target, lower=True, server_side=gen.server_side)
         if gen.server_side:
             return sql
-        table = _temp_table(target.field.db_type(connection))
+        table = _temp_table(_db_type(connection, target))
         return f"COPY pg_temp.{table} (token) FROM STDIN (FORMAT BINARY);\n{sql}"
 
     # The plan: the statistics and a block sample, never a pass over a large table.
@@ -301,10 +316,10 @@ class PostgreSQLBuilder(Builder):
                 return Split(None, 0, [], [])
             high = row[0]
             cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
-            estimate = cur.fetchone()[0]
+            estimate = _one(cur)[0]
             if estimate < EXACT_PLAN_ROWS:  # also -1: never analysed
                 cur.execute(f"SELECT count(*) FROM {table} WHERE {pk} <= %s::{cast}", [high])
-                ends = positions(cur.fetchone()[0], shards)
+                ends = positions(_one(cur)[0], shards)
                 # percentile_disc(f) is the key at position ceil(f * n): aim mid-row.
                 fractions = [(end - 0.5) / ends[-1] for end in ends[:-1]]
                 sample, total = "", ends[-1]
@@ -318,7 +333,7 @@ class PostgreSQLBuilder(Builder):
                 f"FROM {table}{sample} WHERE {pk} <= %s::{cast}",
                 [fractions, high],
             )
-            quantiles = cur.fetchone()[0] or []
+            quantiles = _one(cur)[0] or []
         if not sample:
             return Split(high, total, [*quantiles, high], sizes_of(ends))
         uppers = sorted(
@@ -334,7 +349,7 @@ class PostgreSQLBuilder(Builder):
     def _advisory(self, connection: BaseDatabaseWrapper, sql: str, shard_id: int) -> Any:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             cur.execute(sql, (ADVISORY_CLASS, shard_id))
-            return cur.fetchone()[0]
+            return _one(cur)[0]
 
     def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
         sql = "SELECT pg_try_advisory_lock(%s::int4, %s::int4)"

@@ -31,7 +31,14 @@ from rotator.service.target import Target
 from rotator.sql.base import Builder, Outcome, Split, Window
 from rotator.sql.digests import DIGEST_BYTES, Digests
 from rotator.sql.mysql import batch, errors, liveness, plan
-from rotator.sql.mysql.batch import BatchNames, create_sql, engine, has_random_bytes, window_sql
+from rotator.sql.mysql.batch import (
+    BatchNames,
+    create_sql,
+    engine,
+    has_random_bytes,
+    mysql,
+    window_sql,
+)
 from rotator.sql.mysql.errors import MySQLdb
 from rotator.sql.names import Names
 from rotator.workers.faults import Fault
@@ -87,7 +94,7 @@ class MySQLBuilder(Builder):
             return  # session variables: once per connection
         # lock_wait_timeout bounds metadata-lock waits (a batch queued behind an ALTER TABLE).
         sql = f"SET SESSION innodb_lock_wait_timeout = {guards[0]}, lock_wait_timeout = {guards[0]}"
-        if connection.mysql_is_mariadb:
+        if mysql(connection).mysql_is_mariadb:
             sql += f", idle_transaction_timeout = {guards[1]}"
         with connection.wrap_database_errors, contextlib.closing(raw.cursor()) as cur:
             cur.execute(sql)

@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -27,6 +27,9 @@ from rotator.sql.base import Outcome
 from rotator.sql.mysql.load import load_sql, load_values
 from rotator.sql.names import Names, column_of
 
+if TYPE_CHECKING:  # the module imports MySQLdb: only for the type checker
+    from django.db.backends.mysql.base import DatabaseWrapper as MySQLWrapper
+
 # 64 random bits, kept exact as BIGINT UNSIGNED (CONV gives a decimal string).
 _RANDOM_64 = "CAST(CONV(HEX(RANDOM_BYTES(8)), 16, 10) AS UNSIGNED)"
 # Version 4 in the high nibble of byte 6, RFC 4122 variant in byte 8.
@@ -36,8 +39,14 @@ _UUID4_HEX = (
 )
 
 
+def mysql(connection: BaseDatabaseWrapper) -> MySQLWrapper:
+    """``connection`` as Django's MySQL wrapper (for its server facts), to the type checker."""
+    return cast("MySQLWrapper", connection)
+
+
 def has_random_bytes(connection: BaseDatabaseWrapper) -> bool:
-    return not connection.mysql_is_mariadb or connection.mysql_version >= (10, 10)
+    server = mysql(connection)
+    return not server.mysql_is_mariadb or server.mysql_version >= (10, 10)
 
 
 def random_uuid4_sql(connection: BaseDatabaseWrapper, target: Target) -> str:

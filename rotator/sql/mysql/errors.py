@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rotator.workers.faults import Fault, Kind
 
-MySQLdb: Any
 try:
     import MySQLdb
 except ImportError:  # no `mysql` extra: Django's MySQL backend (and so this builder) is unused
-    MySQLdb = None
+    MySQLdb = None  # type: ignore[assignment]
 
 DUP_ENTRY = 1062
 LOCK_WAIT_TIMEOUT = 1205
