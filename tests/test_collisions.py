@@ -17,6 +17,7 @@ from django.core.management import CommandError
 from rotator.models import Run, Shard
 from rotator.workers.batch import MAX_ROUNDS
 from tests.conftest import fill, run
+from tests.fieldapp.models import ConstrainedKey
 from tests.support import tokens
 from tickets.models import Ticket
 
@@ -195,3 +196,31 @@ def test_taken_values_are_reported_at_verbosity_2_without_the_token(collide):
         in [line.split(": ", 1)[1] for line in err.splitlines()]  # after "<time> run <id>: "
     )
     assert str(token) not in out + err and token.hex not in out + err
+
+
+def test_a_column_unique_only_by_a_constraint_gets_other_values_when_taken(collide):
+    """``key`` is unique through Meta.constraints alone (``field.unique`` is False):
+    a taken value must still be found before the UPDATE, not raise a unique violation."""
+    ConstrainedKey.objects.bulk_create(ConstrainedKey() for _ in range(40))
+    before = dict(ConstrainedKey.objects.values_list("pk", "key"))
+    COLLIDE.update(token=before[max(before)], first=3, after=0, calls=0)
+    out, err = run(
+        "rotate_field",
+        "fieldapp.ConstrainedKey.key",
+        "--workers=1",
+        "--shards=1",
+        "--batch-size=1",
+        f"--generator={GENERATOR}",
+        "--verbosity=2",
+    )
+    after = dict(ConstrainedKey.objects.values_list("pk", "key"))
+    assert all(after[pk] != before[pk] for pk in before)
+    assert len(set(after.values())) == len(after)
+    # As for a unique=True column: 40 one-row batches, the end of the shard, three more.
+    assert COLLIDE["calls"] == 40 + 1 + 3
+    assert re.search(r"^Rotated 40 rows of fieldapp\.ConstrainedKey\.key .*finished\.$", out, re.M)
+    # Probed before the UPDATE, not rolled back after a unique violation.
+    lines = [line.split(": ", 1)[1] for line in err.splitlines()]  # after "<time> run <id>: "
+    taken = "worker 0: shard 0: 3 new values were already taken; those rows got other values"
+    assert lines.count(taken) == 1, err
+    assert "batch rolled back" not in err, err

@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, OperationalError, connections
 
 from rotator.errors import RotatorError
+from rotator.sql import Builder, builder_for
 
 
 class Unreachable(RotatorError):
@@ -25,14 +26,12 @@ def first_line(exc: BaseException) -> str:
 
 
 def _where(alias: str) -> str:
-    settings = connections[alias].settings_dict
-    if "sqlite" in settings.get("ENGINE", ""):
-        return str(settings.get("NAME"))
-    if settings.get("PGDATA"):
-        return f"embedded PostgreSQL in {settings['PGDATA']}"
-    host = settings.get("HOST") or "local socket"
-    port = f":{settings['PORT']}" if settings.get("PORT") else ""
-    return f"{settings.get('NAME')} on {host}{port}"
+    connection = connections[alias]
+    try:
+        builder = builder_for(connection)
+    except RotatorError:  # the builder's driver is missing: say where, not that
+        builder = Builder()
+    return builder.describe_location(connection)
 
 
 def probe(alias: str) -> None:
@@ -42,7 +41,10 @@ def probe(alias: str) -> None:
         connection.ensure_connection()
         return
     with connection.wrap_database_errors:
-        connection.Database.connect(**connection.get_connection_params()).close()
+        # The driver module (Database) is an attribute of every backend's wrapper class.
+        connection.Database.connect(  # type: ignore[attr-defined]
+            **connection.get_connection_params()
+        ).close()
 
 
 def check_reachable(alias: str) -> None:

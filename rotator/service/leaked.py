@@ -1,7 +1,7 @@
 """--leaked FILE: how many values of a leaked dump are still in the table.
 
-The file is streamed, never held: on PostgreSQL its values are COPied into a
-temporary table, elsewhere inserted into one in batches; then one semi-join
+The file is streamed, never held: the builder loads its values into a
+temporary table (COPY on PostgreSQL, batched INSERTs elsewhere); then one semi-join
 counts the table's rows holding any of them. Each value goes through the
 field's own conversion first (``to_python`` then ``get_db_prep_value``), so
 it compares the way the column stores it: an upper-case or hyphen-less UUID
@@ -16,7 +16,6 @@ import contextlib
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,9 @@ from django.db import connections, transaction
 
 from rotator.errors import RotatorError
 from rotator.service.target import Target
-from rotator.sql.digests import digests_for
+from rotator.sql import builder_for
 
 TEMP = "rotator_leaked"
-#: Values per INSERT batch where there is no COPY.
-BATCH = 5_000
 
 
 @dataclass(frozen=True)
@@ -98,33 +95,14 @@ def count_leaked(
 ) -> Leaked:
     """Stream ``path`` into a temporary table and count the table's rows holding its values."""
     connection = connections[target.alias]
-    qn = connection.ops.quote_name
-    d = digests_for(connection, target, alias="t.")
-    table = qn(target.model._meta.db_table)
-    column_type = "bytea" if hashed else target.field.db_type(connection)
-    if hashed and connection.vendor != "postgresql":
-        column_type = "BLOB"
-    probe = d.sha256 if hashed else f"t.{qn(target.field.column)}"
-    lines = 0
+    builder = builder_for(connection)
+    count = builder.leaked_count(connection, target, TEMP, hashed)
     with transaction.atomic(using=target.alias), connection.cursor() as cursor:
         raw = cursor.cursor  # the driver's cursor: values never reach Django's query log
-        temporary = "TEMPORARY TABLE" if connection.vendor != "sqlite" else "TEMP TABLE"
-        raw.execute(f"DROP TABLE IF EXISTS {TEMP}")
-        raw.execute(f"CREATE {temporary} {TEMP} (v {column_type})")
+        builder.leaked_table(connection, target, raw, TEMP, hashed)
         try:
-            values = _values(target, path, column, hashed)
-            if connection.vendor == "postgresql":
-                with raw.copy(f"COPY {TEMP} (v) FROM STDIN") as copy:
-                    for value in values:
-                        copy.write_row((value,))
-                        lines += 1
-                raw.execute(f"ANALYZE {TEMP}")
-            else:
-                insert = f"INSERT INTO {TEMP} (v) VALUES ({d.param})"
-                while batch := [(v,) for v in islice(values, BATCH)]:
-                    raw.executemany(insert, batch)
-                    lines += len(batch)
-            raw.execute(f"SELECT count(*) FROM {table} t WHERE {probe} IN (SELECT v FROM {TEMP})")
+            lines = builder.load_leaked(raw, TEMP, _values(target, path, column, hashed))
+            raw.execute(count)
             present = int(raw.fetchone()[0])
         finally:
             with contextlib.suppress(Exception):

@@ -55,9 +55,6 @@ class Target:
             return 0
         return self.queryset().filter(**{f"{self.field.name}__isnull": True}).count()
 
-    def key_to_text(self, value: Any) -> str:
-        return str(value)
-
     def key_from_text(self, text: str | None) -> Any:
         return None if text is None else self.pk.to_python(text)
 

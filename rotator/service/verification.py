@@ -17,10 +17,10 @@ from rotator.errors import RotatorError
 from rotator.models import Run
 from rotator.service.fingerprints import table_name
 from rotator.service.target import Target
-from rotator.sql.digests import Digests, digests_for
+from rotator.sql import builder_for
 from rotator.store.lifecycle import runs_for
 
-#: What the PostgreSQL census query counts, in order.
+#: What the census query counts, in order, where the builder has one.
 CENSUS = ("fingerprints", "rows", "deleted", "born", "nulls")
 #: Primary keys printed at -v 2, at most.
 MAX_KEYS = 100
@@ -44,54 +44,6 @@ class Verification:
         return self.stale == 0
 
 
-def _queries(d: Digests, table: str, pk: str, col: str, fp: str, key: str) -> dict[str, str]:
-    """``key`` is the quoted name of Fingerprint.key (a reserved word in MySQL)."""
-    p = d.param
-    mine = f"run_id = {p} AND digest IS NOT NULL"
-    stale = f"FROM {table} t WHERE {d.digest} IN (SELECT digest FROM {fp} WHERE {mine})"
-    stale_keys = f"SELECT {d.key_text} {stale} ORDER BY t.{pk} LIMIT {MAX_KEYS + 1}"
-    duplicates = (
-        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
-        f"WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1) d"
-    )
-    if d.vendor == "postgresql":
-        # One hash full join counts fingerprints, rows, deleted, newborn and NULL rows.
-        census = (
-            f"SELECT count(f.{key}), count(t.k), count(*) FILTER (WHERE t.k IS NULL), "
-            f"count(*) FILTER (WHERE f.{key} IS NULL), "
-            "count(*) FILTER (WHERE t.k IS NOT NULL AND t.c IS NULL) "
-            f"FROM (SELECT {d.key_text} AS k, t.{col} AS c FROM {table} t) t "
-            f"FULL JOIN (SELECT {key} FROM {fp} WHERE run_id = {p}) f ON f.{key} = t.k"
-        )
-        return {
-            "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
-            "census": census,
-            "stale": f"SELECT count(*) {stale}",
-            "duplicates": duplicates,
-            "stale_keys": stale_keys,
-        }
-    # SQLite and MySQL materialise an IN subquery with an index of its own.
-    deleted = (
-        f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} "
-        f"AND f.{key} NOT IN (SELECT {d.key_text} FROM {table} t)"
-    )
-    born = (
-        f"SELECT count(*) FROM {table} t "
-        f"WHERE {d.key_text} NOT IN (SELECT {key} FROM {fp} WHERE run_id = {p})"
-    )
-    return {
-        "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
-        "fingerprints": f"SELECT count(*) FROM {fp} WHERE run_id = {p}",
-        "rows": f"SELECT count(*) FROM {table}",
-        "stale": f"SELECT count(*) {stale}",
-        "deleted": deleted,
-        "born": born,
-        "nulls": f"SELECT count(*) FROM {table} WHERE {col} IS NULL",
-        "duplicates": duplicates,
-        "stale_keys": stale_keys,
-    }
-
-
 def last_run(target: Target) -> Run:
     run = runs_for(target).order_by("-pk").first()
     if run is None:
@@ -106,15 +58,8 @@ def verify(target: Target, keys: bool = False) -> Verification:
     """Count, for the target's last run, the rows still holding a pre-rotation value."""
     run = last_run(target)
     connection = connections[target.alias]
-    qn = connection.ops.quote_name
-    d = digests_for(connection, target, alias="t.")
-    queries = _queries(
-        d,
-        qn(target.model._meta.db_table),
-        qn(target.pk.column),
-        f"{qn(target.field.column)}",
-        qn(table_name()),
-        qn("key"),
+    queries = builder_for(connection).verify_queries(
+        connection, target, table_name(), stale_limit=MAX_KEYS + 1
     )
     params: dict[str, list[Any]] = {"rows": [], "nulls": [], "duplicates": []}
     counts: dict[str, int] = {}

@@ -7,15 +7,20 @@ exactly, whatever the key type, the time zone or the field's conversion.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from rotator.errors import RotatorError
 from rotator.service.generators import Generator, Tokens
 from rotator.service.target import Target
 from rotator.service.values import db_values
+from rotator.sql.digests import Digests, VerifyNames, verify_queries
+from rotator.sql.names import Names
 from rotator.workers.faults import Fault
 
 
@@ -57,6 +62,15 @@ def positions(total: int, shards: int) -> list[int]:
     return [total * (i + 1) // count for i in range(count)]
 
 
+#: Values per INSERT batch where --leaked has no COPY.
+LEAKED_BATCH = 5_000
+
+
+def verify_names(connection: BaseDatabaseWrapper, target: Target, fingerprints: str) -> VerifyNames:
+    n, qn = Names.of(connection, target), connection.ops.quote_name
+    return VerifyNames(n.table, n.pk, n.col, fp=qn(fingerprints), key=qn("key"))
+
+
 def sizes_of(ends: list[int]) -> list[int]:
     return [end - start for start, end in zip([0, *ends], ends, strict=False)]
 
@@ -65,6 +79,13 @@ class Builder:
     vendor = "generic"
     #: False where the database has one writer: workers then take turns.
     concurrent_writers = True
+    #: Whether fingerprints, --verify and --leaked can hash values on this server.
+    hashes_on_server = False
+    #: The driver cursor's placeholder.
+    param = "%s"
+    #: How CREATE spells a session temporary table, and a bytes column's type.
+    temporary = "TEMPORARY TABLE"
+    blob_type = "BLOB"
 
     def supports(self, target: Target, generator: Generator) -> str | None:
         """Why this builder cannot rotate ``target`` with ``generator``, or None."""
@@ -178,8 +199,99 @@ class Builder:
     def interrupt(self, connection: BaseDatabaseWrapper) -> None:
         """Cancel the statement running on ``connection`` (called from another thread)."""
 
-    def is_unique_violation(self, exc: BaseException) -> bool:
-        return "unique" in str(exc).lower() or "duplicate" in str(exc).lower()
+    # Hashing on the server: fingerprints, --verify, --leaked (SQL in digests.py).
+
+    def digests(self, connection: BaseDatabaseWrapper, target: Target, alias: str = "") -> Digests:
+        """Hash expressions for ``target``; ``alias`` prefixes the columns ("t.")."""
+        raise RotatorError(
+            f"fingerprints and --verify/--leaked need PostgreSQL, SQLite or MySQL, not "
+            f"{connection.vendor!r}; database {target.alias!r} cannot hash values on the server"
+        )
+
+    def verify_queries(
+        self, connection: BaseDatabaseWrapper, target: Target, fingerprints: str, stale_limit: int
+    ) -> dict[str, str]:
+        """--verify's statements by count name; ``fingerprints``: Fingerprint's table."""
+        return verify_queries(
+            self.digests(connection, target, alias="t."),
+            verify_names(connection, target, fingerprints),
+            stale_limit,
+        )
+
+    def fingerprint_insert(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        fingerprints: str,
+        run_id: int,
+        high_water: str,
+    ) -> tuple[str, list[Any]]:
+        """One INSERT ... SELECT of the fingerprints of the rows up to ``high_water``."""
+        qn = connection.ops.quote_name
+        n = Names.of(connection, target)
+        d = self.digests(connection, target)
+        bound, high = self.high_water_bound(connection, target, high_water)
+        sql = (
+            f"INSERT INTO {qn(fingerprints)} ({qn('run_id')}, {qn('key')}, {qn('digest')}) "
+            f"SELECT %s, {d.key_text}, {d.digest} FROM {n.table} WHERE {n.pk} <= {bound}"
+        )
+        return sql, [run_id, high]
+
+    def high_water_bound(
+        self, connection: BaseDatabaseWrapper, target: Target, text: str
+    ) -> tuple[str, Any]:
+        """SQL and parameter comparing the key with a high-water key kept as text."""
+        return "%s", target.pk.get_db_prep_value(target.key_from_text(text), connection)
+
+    def leaked_table(
+        self, connection: BaseDatabaseWrapper, target: Target, cursor: Any, name: str, hashed: bool
+    ) -> None:
+        """(Re)create the temporary table ``name`` (v) that --leaked loads the dump into."""
+        column_type = self.blob_type if hashed else target.field.db_type(connection)
+        cursor.execute(f"DROP TABLE IF EXISTS {name}")
+        cursor.execute(f"CREATE {self.temporary} {name} (v {column_type})")
+
+    def load_leaked(self, cursor: Any, name: str, values: Iterator[Any]) -> int:
+        """Insert ``values`` (streamed) into table ``name``; return how many."""
+        insert = f"INSERT INTO {name} (v) VALUES ({self.param})"
+        lines = 0
+        while batch := [(v,) for v in islice(values, LEAKED_BATCH)]:
+            cursor.executemany(insert, batch)
+            lines += len(batch)
+        return lines
+
+    def leaked_count(
+        self, connection: BaseDatabaseWrapper, target: Target, name: str, hashed: bool
+    ) -> str:
+        """How many of the table's rows hold a value (or a sha256) of table ``name``."""
+        n = Names.of(connection, target)
+        # Asked even when not hashed: a database that cannot hash is refused either way.
+        d = self.digests(connection, target, alias="t.")
+        probe = d.sha256 if hashed else f"t.{n.col}"
+        return f"SELECT count(*) FROM {n.table} t WHERE {probe} IN (SELECT v FROM {name})"
+
+    # The server, as operators see it.
+
+    def check_replication_lag(
+        self, connection: BaseDatabaseWrapper, alias: str, limit: float
+    ) -> None:
+        """Refuse ``--max-replication-lag`` where it cannot be measured."""
+        raise RotatorError(
+            f"--max-replication-lag {limit:g} reads PostgreSQL's pg_stat_replication, but "
+            f"database {alias!r} is {connection.display_name}; drop the flag, or pass "
+            "--pause-when with a check of your own"
+        )
+
+    def replication_lag(self, connection: BaseDatabaseWrapper) -> float | None:
+        """The largest replay lag of the primary's standbys in seconds, or None."""
+        raise AssertionError("unreachable: check_replication_lag() refuses this database")
+
+    def describe_location(self, connection: BaseDatabaseWrapper) -> str:
+        """Where the database is, for a "cannot connect" message (never the password)."""
+        settings = connection.settings_dict
+        host = settings.get("HOST") or "local socket"
+        port = f":{settings['PORT']}" if settings.get("PORT") else ""
+        return f"{settings.get('NAME')} on {host}{port}"
 
     @staticmethod
     def prep_values(connection: BaseDatabaseWrapper, target: Target, tokens: Tokens) -> list[Any]:

@@ -1,10 +1,12 @@
-"""Per-database SQL for hashing values on the server: fingerprints, --verify, --leaked.
+"""SQL for hashing values on the server: fingerprints, --verify, --leaked.
 
 A value is hashed as its text (``str(field.to_python(value))``: a UUID in its
 hyphenated lower-case form), UTF-8 encoded, with sha256; a fingerprint keeps
-the first 8 bytes. PostgreSQL and MySQL hash with their own functions;
-SQLite calls Python functions registered on the connection. No value ever
-leaves the server, and none appears in SQL text or a bind parameter.
+the first 8 bytes. Each builder says how its database hashes
+(``Builder.digests``); the statements built from those expressions here are
+the same on every database that hashes, unless a builder overrides them. No
+value ever leaves the server, and none appears in SQL text or a bind
+parameter.
 """
 
 from __future__ import annotations
@@ -12,11 +14,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any
-
-from django.db.backends.base.base import BaseDatabaseWrapper
-
-from rotator.errors import RotatorError
-from rotator.service.target import Target
 
 DIGEST_BYTES = 8
 
@@ -34,7 +31,6 @@ def sha256_of(text: str) -> bytes:
 class Digests:
     """SQL expressions over one table's columns (identifiers already quoted)."""
 
-    vendor: str
     #: The primary key as text (compared with Fingerprint.key).
     key_text: str
     #: First 8 bytes of sha256 of the column's text; NULL for NULL.
@@ -45,65 +41,53 @@ class Digests:
     param: str
 
 
-def digests_for(connection: BaseDatabaseWrapper, target: Target, alias: str = "") -> Digests:
-    """Expressions for ``target`` on ``connection``; ``alias`` prefixes the columns ("t.")."""
-    qn = connection.ops.quote_name
-    pk = f"{alias}{qn(target.pk.column)}"
-    col = f"{alias}{qn(target.field.column)}"
-    vendor = connection.vendor
-    if vendor == "postgresql":
-        text = f"convert_to({col}::text, 'UTF8')"
-        return Digests(
-            vendor,
-            key_text=f"{pk}::text",
-            digest=f"substring(sha256({text}) FROM 1 FOR {DIGEST_BYTES})",
-            sha256=f"sha256({text})",
-            param="%s",
-        )
-    if vendor == "sqlite":
-        register_sqlite(connection, target)
-        return Digests(
-            vendor,
-            key_text=f"CAST({pk} AS TEXT)",
-            digest=f"rotator_digest({col})",
-            sha256=f"rotator_sha256({col})",
-            param="?",
-        )
-    if vendor == "mysql":
-        # CAST AS CHAR is the stored text: a UUIDField stored as char(32) hashes
-        # without hyphens there (so --leaked-hashed needs hashes of that form).
-        hexed = f"SHA2(CAST({col} AS CHAR), 256)"
-        return Digests(
-            vendor,
-            # Explicit binary collation: the key column's and the connection's
-            # collations differ, and keys compare exactly anyway.
-            key_text=f"CONVERT({pk} USING utf8mb4) COLLATE utf8mb4_bin",
-            digest=f"LEFT(UNHEX({hexed}), {DIGEST_BYTES})",
-            sha256=f"UNHEX({hexed})",
-            param="%s",
-        )
-    raise RotatorError(
-        f"fingerprints and --verify/--leaked need PostgreSQL, SQLite or MySQL, not "
-        f"{connection.vendor!r}; database {target.alias!r} cannot hash values on the server"
+@dataclass(frozen=True)
+class VerifyNames:
+    """The quoted names --verify's statements use."""
+
+    table: str
+    pk: str
+    col: str
+    #: The Fingerprint table and its ``key`` column (a reserved word in MySQL).
+    fp: str
+    key: str
+
+
+def verify_queries(d: Digests, n: VerifyNames, stale_limit: int) -> dict[str, str]:
+    """One count per statement. An IN subquery is materialised with an index of its own
+    (SQLite, MySQL), so ``deleted`` and ``born`` are each one pass."""
+    p = d.param
+    fp, key, table, col = n.fp, n.key, n.table, n.col
+    deleted = (
+        f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} "
+        f"AND f.{key} NOT IN (SELECT {d.key_text} FROM {table} t)"
     )
+    born = (
+        f"SELECT count(*) FROM {table} t "
+        f"WHERE {d.key_text} NOT IN (SELECT {key} FROM {fp} WHERE run_id = {p})"
+    )
+    return {
+        **stale_queries(d, n, stale_limit),
+        "fingerprints": f"SELECT count(*) FROM {fp} WHERE run_id = {p}",
+        "rows": f"SELECT count(*) FROM {table}",
+        "deleted": deleted,
+        "born": born,
+        "nulls": f"SELECT count(*) FROM {table} WHERE {col} IS NULL",
+    }
 
 
-def supported(connection: BaseDatabaseWrapper) -> bool:
-    return connection.vendor in ("postgresql", "sqlite", "mysql")
-
-
-def register_sqlite(connection: BaseDatabaseWrapper, target: Target) -> None:
-    """Register rotator_digest() and rotator_sha256() for ``target``'s field."""
-    connection.ensure_connection()
-    field = target.field
-
-    def full(value: Any) -> bytes | None:
-        return None if value is None else sha256_of(value_text(field, value))
-
-    def digest(value: Any) -> bytes | None:
-        hashed = full(value)
-        return None if hashed is None else hashed[:DIGEST_BYTES]
-
-    raw = connection.connection
-    raw.create_function("rotator_digest", 1, digest, deterministic=True)
-    raw.create_function("rotator_sha256", 1, full, deterministic=True)
+def stale_queries(d: Digests, n: VerifyNames, stale_limit: int) -> dict[str, str]:
+    """The statements every database runs the same way: any, stale, duplicates, stale_keys."""
+    p = d.param
+    fp, table, col = n.fp, n.table, n.col
+    mine = f"run_id = {p} AND digest IS NOT NULL"
+    stale = f"FROM {table} t WHERE {d.digest} IN (SELECT digest FROM {fp} WHERE {mine})"
+    return {
+        "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
+        "stale": f"SELECT count(*) {stale}",
+        "duplicates": (
+            f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
+            f"WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1) d"
+        ),
+        "stale_keys": f"SELECT {d.key_text} {stale} ORDER BY t.{n.pk} LIMIT {stale_limit}",
+    }

@@ -18,15 +18,28 @@ window, not the number of rows updated, says whether the shard is done.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from rotator.errors import RotatorError
 from rotator.service.generators import Generator, Tokens
 from rotator.service.target import Target
-from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.service.values import native_uuid
+from rotator.sql.base import (
+    Builder,
+    Outcome,
+    Split,
+    Window,
+    positions,
+    sizes_of,
+    verify_names,
+)
+from rotator.sql.digests import DIGEST_BYTES, Digests, stale_queries
+from rotator.sql.names import Names, column_of
+from rotator.sql.replication import CAN_READ_SQL, LAG_SQL
 from rotator.workers.faults import Fault, Kind
 
 _BPCHAR_OID, _TEXT_OID = 1042, 25
@@ -81,6 +94,21 @@ def _temp_table(db_type: str) -> str:
     return "rotator_new_" + hashlib.sha256(db_type.encode()).hexdigest()[:10]
 
 
+def _db_type(connection: BaseDatabaseWrapper, target: Target) -> str:
+    db_type = target.field.db_type(connection)
+    if db_type is None:  # resolve_target() takes only fields with a column
+        raise AssertionError(f"unreachable: {target.label} has no column type")
+    return db_type
+
+
+def _one(cur: Any) -> Any:
+    """The row of a query that always returns one (a psycopg or a Django cursor)."""
+    row = cur.fetchone()
+    if row is None:
+        raise AssertionError("unreachable: the query returns one row")
+    return row
+
+
 def _binary_uuids(packed: bytes) -> bytes:
     """A whole binary COPY stream of one uuid column, built without a loop per row."""
     n = len(packed) // 16
@@ -94,6 +122,8 @@ def _binary_uuids(packed: bytes) -> bytes:
 
 class PostgreSQLBuilder(Builder):
     vendor = "postgresql"
+    hashes_on_server = True
+    blob_type = "bytea"
 
     def __init__(self) -> None:
         self._token_oid: dict[str, int] = {}
@@ -102,11 +132,6 @@ class PostgreSQLBuilder(Builder):
         if generator.server_side and target.field.get_internal_type() != "UUIDField":
             return "--generator database (gen_random_uuid()) only fills UUID columns"
         return None
-
-    @staticmethod
-    def native_uuid(connection: BaseDatabaseWrapper, target: Target) -> bool:
-        """Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid."""
-        return type(target.field) is models.UUIDField and target.field.db_type(connection) == "uuid"
 
     # SQL text (placeholders only; no value ever).
 
@@ -120,8 +145,8 @@ class PostgreSQLBuilder(Builder):
         server_side: bool = False,
         fill_nulls: bool = False,
     ) -> str:
-        qn = connection.ops.quote_name
-        pk, col = qn(target.pk.column), qn(target.field.column)
+        n = Names.of(connection, target)
+        pk, col, table = n.pk, n.col, n.table
         cast = target.pk.cast_db_type(connection)
         if keys:
             where = f"{pk} = ANY(%(keys)s::{cast}[])"
@@ -132,11 +157,10 @@ class PostgreSQLBuilder(Builder):
             if lower:
                 where = f"{pk} > %(lo)s::{cast} AND {where}"
                 t_range = f"t.{pk} > %(lo)s::{cast} AND {t_range}"
-        table = qn(target.model._meta.db_table)
         if server_side:
             token, source = _UUID4, "generate_series(1, %(limit)s)"
         else:
-            token, source = "token", f"pg_temp.{_temp_table(target.field.db_type(connection))}"
+            token, source = "token", f"pg_temp.{_temp_table(_db_type(connection, target))}"
         # Is the new value taken? One probe of the unique index per row: LATERAL with
         # LIMIT keeps the planner from hashing the whole table instead.
         free, taken = "true", ""
@@ -162,7 +186,7 @@ class PostgreSQLBuilder(Builder):
     # The session and the batch.
 
     def prepare_session(self, connection: BaseDatabaseWrapper, target: Target, name: str) -> None:
-        db_type = target.field.db_type(connection)
+        db_type = _db_type(connection, target)
         table = _temp_table(db_type)
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             cur.execute("SELECT set_config('application_name', %s, false)", (name[:63],))
@@ -174,7 +198,7 @@ class PostgreSQLBuilder(Builder):
                 "AND attname = 'token'",
                 (f"pg_temp.{table}",),
             )
-            oid = cur.fetchone()[0]
+            oid = _one(cur)[0]
             # char(n) (bpchar) is sent in text's binary form; psycopg has no bpchar dumper.
             self._token_oid[db_type] = _TEXT_OID if oid == _BPCHAR_OID else oid
 
@@ -189,10 +213,11 @@ class PostgreSQLBuilder(Builder):
             )
 
     def _copy(self, cur: psycopg.Cursor, connection: Any, target: Target, tokens: Tokens) -> None:
-        db_type = target.field.db_type(connection)
+        db_type = _db_type(connection, target)
         table = f"pg_temp.{_temp_table(db_type)}"
         cur.execute(f"DELETE FROM {table}")  # leftovers of an earlier round of this batch
-        if tokens.packed is not None and self.native_uuid(connection, target):
+        # Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid.
+        if tokens.packed is not None and native_uuid(target, connection):
             with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_binary_uuids(tokens.packed))
             return
@@ -206,7 +231,7 @@ class PostgreSQLBuilder(Builder):
 
     def _run(self, cur: psycopg.Cursor, sql: str, params: dict[str, Any]) -> Outcome:
         cur.execute(sql, params)
-        seen, last, rotated, nulls, collided, missed = cur.fetchone()
+        seen, last, rotated, nulls, collided, missed = _one(cur)
         return Outcome(seen, last, rotated, nulls, collided or [], missed or [])
 
     def rotate(
@@ -256,33 +281,32 @@ class PostgreSQLBuilder(Builder):
     def count_present(
         self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
     ) -> int:
-        qn = connection.ops.quote_name
+        n = Names.of(connection, target)
         cast = target.pk.cast_db_type(connection)
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             cur.execute(
-                f"SELECT count(*) FROM {qn(target.model._meta.db_table)} "
-                f"WHERE {qn(target.pk.column)} = ANY(%s::{cast}[])",
+                f"SELECT count(*) FROM {n.table} WHERE {n.pk} = ANY(%s::{cast}[])",
                 (keys,),
             )
-            return cur.fetchone()[0]
+            return _one(cur)[0]
 
     def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
         sql = self.sql(connection, target, lower=True, server_side=gen.server_side)
         if gen.server_side:
             return sql
-        table = _temp_table(target.field.db_type(connection))
+        table = _temp_table(_db_type(connection, target))
         return f"COPY pg_temp.{table} (token) FROM STDIN (FORMAT BINARY);\n{sql}"
 
     # The plan: the statistics and a block sample, never a pass over a large table.
 
     def plan_lock(self, connection: BaseDatabaseWrapper, target: Target) -> None:
-        key = f"{target.model._meta.db_table}.{target.field.column}"
+        key = f"{target.model._meta.db_table}.{column_of(target.field)}"
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [PLAN_CLASS, key])
 
     def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
-        qn = connection.ops.quote_name
-        pk, table = qn(target.pk.column), qn(target.model._meta.db_table)
+        n = Names.of(connection, target)
+        pk, table = n.pk, n.table
         cast = target.pk.cast_db_type(connection)
         with connection.cursor() as cur:
             # Qualified: a bare "id" would sort by the text output column of that name.
@@ -292,10 +316,10 @@ class PostgreSQLBuilder(Builder):
                 return Split(None, 0, [], [])
             high = row[0]
             cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
-            estimate = cur.fetchone()[0]
+            estimate = _one(cur)[0]
             if estimate < EXACT_PLAN_ROWS:  # also -1: never analysed
                 cur.execute(f"SELECT count(*) FROM {table} WHERE {pk} <= %s::{cast}", [high])
-                ends = positions(cur.fetchone()[0], shards)
+                ends = positions(_one(cur)[0], shards)
                 # percentile_disc(f) is the key at position ceil(f * n): aim mid-row.
                 fractions = [(end - 0.5) / ends[-1] for end in ends[:-1]]
                 sample, total = "", ends[-1]
@@ -309,7 +333,7 @@ class PostgreSQLBuilder(Builder):
                 f"FROM {table}{sample} WHERE {pk} <= %s::{cast}",
                 [fractions, high],
             )
-            quantiles = cur.fetchone()[0] or []
+            quantiles = _one(cur)[0] or []
         if not sample:
             return Split(high, total, [*quantiles, high], sizes_of(ends))
         uppers = sorted(
@@ -325,7 +349,7 @@ class PostgreSQLBuilder(Builder):
     def _advisory(self, connection: BaseDatabaseWrapper, sql: str, shard_id: int) -> Any:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             cur.execute(sql, (ADVISORY_CLASS, shard_id))
-            return cur.fetchone()[0]
+            return _one(cur)[0]
 
     def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
         sql = "SELECT pg_try_advisory_lock(%s::int4, %s::int4)"
@@ -392,6 +416,72 @@ class PostgreSQLBuilder(Builder):
         if raw is not None and not raw.closed:
             raw.cancel_safe(timeout=2)
 
-    def is_unique_violation(self, exc: BaseException) -> bool:
-        cause = exc.__cause__ or exc
-        return isinstance(cause, psycopg.errors.UniqueViolation)
+    # Hashing on the server with sha256(); one census query for --verify.
+
+    def digests(self, connection: BaseDatabaseWrapper, target: Target, alias: str = "") -> Digests:
+        n = Names.of(connection, target)
+        text = f"convert_to({alias}{n.col}::text, 'UTF8')"
+        return Digests(
+            key_text=f"{alias}{n.pk}::text",
+            digest=f"substring(sha256({text}) FROM 1 FOR {DIGEST_BYTES})",
+            sha256=f"sha256({text})",
+            param="%s",
+        )
+
+    def verify_queries(
+        self, connection: BaseDatabaseWrapper, target: Target, fingerprints: str, stale_limit: int
+    ) -> dict[str, str]:
+        d = self.digests(connection, target, alias="t.")
+        n = verify_names(connection, target, fingerprints)
+        # One hash full join counts fingerprints, rows, deleted, newborn and NULL rows.
+        census = (
+            f"SELECT count(f.{n.key}), count(t.k), count(*) FILTER (WHERE t.k IS NULL), "
+            f"count(*) FILTER (WHERE f.{n.key} IS NULL), "
+            "count(*) FILTER (WHERE t.k IS NOT NULL AND t.c IS NULL) "
+            f"FROM (SELECT {d.key_text} AS k, t.{n.col} AS c FROM {n.table} t) t "
+            f"FULL JOIN (SELECT {n.key} FROM {n.fp} WHERE run_id = {d.param}) f "
+            f"ON f.{n.key} = t.k"
+        )
+        return {**stale_queries(d, n, stale_limit), "census": census}
+
+    def high_water_bound(
+        self, connection: BaseDatabaseWrapper, target: Target, text: str
+    ) -> tuple[str, Any]:
+        # The database's own text of the key, cast back on the server.
+        return f"%s::{target.pk.cast_db_type(connection)}", text
+
+    def load_leaked(self, cursor: Any, name: str, values: Iterator[Any]) -> int:
+        lines = 0
+        with cursor.copy(f"COPY {name} (v) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row((value,))
+                lines += 1
+        cursor.execute(f"ANALYZE {name}")
+        return lines
+
+    # The server.
+
+    def check_replication_lag(
+        self, connection: BaseDatabaseWrapper, alias: str, limit: float
+    ) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(CAN_READ_SQL)
+            (can_read,) = cursor.fetchone()
+        if not can_read:
+            user = connection.settings_dict.get("USER") or "the database user"
+            raise RotatorError(
+                f"--max-replication-lag needs to read pg_stat_replication, which {user!r} may "
+                f"not see; run GRANT pg_monitor TO {user} (or drop the flag)"
+            )
+
+    def replication_lag(self, connection: BaseDatabaseWrapper) -> float | None:
+        with connection.cursor() as cursor:
+            cursor.execute(LAG_SQL)
+            (lag,) = cursor.fetchone()
+        return lag
+
+    def describe_location(self, connection: BaseDatabaseWrapper) -> str:
+        pgdata = connection.settings_dict.get("PGDATA")
+        if pgdata:
+            return f"embedded PostgreSQL in {pgdata}"
+        return super().describe_location(connection)

@@ -16,6 +16,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from rotator.service.generators import Generator, Tokens
 from rotator.service.target import Target
 from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.sql.digests import DIGEST_BYTES, Digests, sha256_of, value_text
+from rotator.sql.names import Names
 from rotator.workers.faults import Fault, Kind
 
 #: SQLite's default limit of bound variables is 32,766; stay well below.
@@ -25,14 +27,13 @@ CHUNK = 500
 class SQLiteBuilder(Builder):
     vendor = "sqlite"
     concurrent_writers = False
+    hashes_on_server = True
+    param = "?"
+    temporary = "TEMP TABLE"
 
     def sql(self, connection: BaseDatabaseWrapper, target: Target, lower: bool) -> tuple[str, str]:
-        qn = connection.ops.quote_name
-        pk, table, col = (
-            qn(target.pk.column),
-            qn(target.model._meta.db_table),
-            qn(target.field.column),
-        )
+        n = Names.of(connection, target)
+        pk, table, col = n.pk, n.table, n.col
         where = f"{pk} > ? AND {pk} <= ?" if lower else f"{pk} <= ?"
         select = f"SELECT {pk}, {col} IS NULL FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
         update = f"UPDATE {table} SET {col} = ? WHERE {pk} = ?"
@@ -72,8 +73,8 @@ class SQLiteBuilder(Builder):
     def _taken(
         connection: BaseDatabaseWrapper, target: Target, cur: sqlite3.Cursor, values: list[Any]
     ) -> set[Any]:
-        qn = connection.ops.quote_name
-        col, table = qn(target.field.column), qn(target.model._meta.db_table)
+        n = Names.of(connection, target)
+        col, table = n.col, n.table
         taken: set[Any] = set()
         for start in range(0, len(values), CHUNK):
             chunk = values[start : start + CHUNK]
@@ -116,9 +117,8 @@ class SQLiteBuilder(Builder):
     ) -> Outcome:
         if tokens is None:
             raise AssertionError("unreachable: supports() refuses server-side generators")
-        qn = connection.ops.quote_name
-        pk, col = qn(target.pk.column), qn(target.field.column)
-        table = qn(target.model._meta.db_table)
+        n = Names.of(connection, target)
+        pk, col, table = n.pk, n.col, n.table
         marks = ", ".join("?" * len(keys))
         with (
             connection.wrap_database_errors,
@@ -133,8 +133,8 @@ class SQLiteBuilder(Builder):
 
     def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
         # Runs inside the planning transaction, so the count and the walk agree.
-        qn = connection.ops.quote_name
-        pk, table = qn(target.pk.column), qn(target.model._meta.db_table)
+        n = Names.of(connection, target)
+        pk, table = n.pk, n.table
         with contextlib.closing(connection.connection.cursor()) as cur:
             cur.execute(f"SELECT {pk} FROM {table} ORDER BY {pk} DESC LIMIT 1")
             row = cur.fetchone()
@@ -171,6 +171,34 @@ class SQLiteBuilder(Builder):
         if raw is not None:
             raw.interrupt()
 
-    def is_unique_violation(self, exc: BaseException) -> bool:
-        cause = exc.__cause__ or exc
-        return isinstance(cause, sqlite3.IntegrityError) and "UNIQUE" in str(cause)
+    # Hashing on the server: Python functions registered on the connection.
+
+    def digests(self, connection: BaseDatabaseWrapper, target: Target, alias: str = "") -> Digests:
+        register_digests(connection, target)
+        n = Names.of(connection, target)
+        return Digests(
+            key_text=f"CAST({alias}{n.pk} AS TEXT)",
+            digest=f"rotator_digest({alias}{n.col})",
+            sha256=f"rotator_sha256({alias}{n.col})",
+            param="?",
+        )
+
+    def describe_location(self, connection: BaseDatabaseWrapper) -> str:
+        return str(connection.settings_dict.get("NAME"))
+
+
+def register_digests(connection: BaseDatabaseWrapper, target: Target) -> None:
+    """Register rotator_digest() and rotator_sha256() for ``target``'s field."""
+    connection.ensure_connection()
+    field = target.field
+
+    def full(value: Any) -> bytes | None:
+        return None if value is None else sha256_of(value_text(field, value))
+
+    def digest(value: Any) -> bytes | None:
+        hashed = full(value)
+        return None if hashed is None else hashed[:DIGEST_BYTES]
+
+    raw = connection.connection
+    raw.create_function("rotator_digest", 1, digest, deterministic=True)
+    raw.create_function("rotator_sha256", 1, full, deterministic=True)

@@ -1,0 +1,220 @@
+"""MariaDB and MySQL: one UPDATE per batch, and no new value ever in SQL text.
+
+No new value may be a bind parameter (see load.py). Two ways in instead:
+
+- ``uuid4`` (or ``--generator database``) into a plain UUIDField where the
+  server has ``RANDOM_BYTES()`` (MariaDB 10.10+, MySQL): the server makes each
+  value from its CSPRNG, the version and variant bits set in SQL.
+- Any other generator: the values stream through ``LOAD DATA LOCAL INFILE``
+  from a pipe into a session temporary table; rows whose new value is already
+  taken are marked there first and get other values (``rotate_keys``).
+
+The builder is the registry's entry; the work is in one module per job:
+batch.py (the batch statements), load.py (LOAD DATA from a pipe), plan.py
+(planning), liveness.py (named locks, interrupting), errors.py (error
+numbers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from rotator.errors import RotatorError
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.sql.base import Builder, Outcome, Split, Window
+from rotator.sql.digests import DIGEST_BYTES, Digests
+from rotator.sql.mysql import batch, errors, liveness, plan
+from rotator.sql.mysql.batch import (
+    BatchNames,
+    create_sql,
+    engine,
+    has_random_bytes,
+    mysql,
+    window_sql,
+)
+from rotator.sql.mysql.errors import MySQLdb
+from rotator.sql.names import Names
+from rotator.workers.faults import Fault
+
+
+class MySQLBuilder(Builder):
+    vendor = "mysql"
+    concurrent_writers = True
+    hashes_on_server = True
+
+    def supports(self, target: Target, generator: Generator) -> str | None:
+        if generator.server_side:
+            if type(target.field) is not models.UUIDField:
+                return "--generator database (RANDOM_BYTES()) only fills plain UUID columns"
+            if not has_random_bytes(connections[target.alias]):
+                return "--generator database needs RANDOM_BYTES() (MariaDB 10.10+ or MySQL)"
+        return None
+
+    def key_param(self, target: Target, text: str) -> Any:
+        # An integer key compared with a string would be compared as a double.
+        integer = isinstance(target.pk, models.IntegerField | models.AutoField)
+        return int(text) if integer else text
+
+    # The session and the batch.
+
+    def prepare_session(self, connection: BaseDatabaseWrapper, target: Target, name: str) -> None:
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cur,
+        ):
+            cur.execute("SELECT @@log_bin, @@session.binlog_format")
+            log_bin, binlog_format = cur.fetchone()
+            if log_bin and str(binlog_format).upper() == "STATEMENT":
+                # Statement form would copy LOAD DATA's values into the binary log and
+                # replay RANDOM_BYTES() with other results on replicas.
+                try:
+                    cur.execute("SET SESSION binlog_format = 'ROW'")
+                except MySQLdb.MySQLError as exc:
+                    raise RotatorError(
+                        f"binlog_format is STATEMENT and this user cannot set it to ROW for its "
+                        f"session ({exc.args[0]}); grant BINLOG ADMIN (or SUPER), or set "
+                        "binlog_format=MIXED or ROW on the server"
+                    ) from None
+            for sql in create_sql(BatchNames.of(connection, target), engine(connection, target)):
+                cur.execute(sql)
+
+    def guard_transaction(
+        self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
+    ) -> None:
+        raw = connection.connection
+        guards = (max(1, math.ceil(lock_timeout)), max(1, math.ceil(idle_timeout)))
+        if getattr(raw, "_rotator_guards", None) == guards:
+            return  # session variables: once per connection
+        # lock_wait_timeout bounds metadata-lock waits (a batch queued behind an ALTER TABLE).
+        sql = f"SET SESSION innodb_lock_wait_timeout = {guards[0]}, lock_wait_timeout = {guards[0]}"
+        if mysql(connection).mysql_is_mariadb:
+            sql += f", idle_transaction_timeout = {guards[1]}"
+        with connection.wrap_database_errors, contextlib.closing(raw.cursor()) as cur:
+            cur.execute(sql)
+        raw._rotator_guards = guards
+
+    def _values(
+        self, connection: BaseDatabaseWrapper, target: Target, tokens: Tokens | None
+    ) -> Callable[[], list[Any]] | None:
+        """The values to load (prepared only once the window has rows), or None where the
+        server makes them."""
+        if tokens is None or batch.server_makes_values(connection, target, tokens):
+            return None
+        return lambda: self.prep_values(connection, target, tokens)
+
+    def rotate(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        window: Window,
+        tokens: Tokens | None,
+        fill_nulls: bool,
+    ) -> Outcome:
+        n = BatchNames.of(connection, target)
+        params = [self.key_param(target, window.hi), window.limit]
+        if window.lo is not None:
+            params.insert(0, self.key_param(target, window.lo))
+        value = batch.value_sql(connection, target, tokens)
+        sql = window_sql(n, lower=window.lo is not None, value=value)
+        values = self._values(connection, target, tokens)
+        return batch.run_batch(connection, target, (sql, params), values, fill_nulls)
+
+    def rotate_keys(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        keys: list[Any],
+        tokens: Tokens | None,
+        fill_nulls: bool,
+    ) -> Outcome:
+        n = BatchNames.of(connection, target)
+        params = [self.key_param(target, str(k)) for k in keys]
+        value = batch.value_sql(connection, target, tokens)
+        sql = window_sql(n, lower=False, keys=len(keys), value=value)
+        values = self._values(connection, target, tokens)
+        return batch.run_batch(connection, target, (sql, params), values, fill_nulls)
+
+    def count_present(
+        self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
+    ) -> int:
+        n = Names.of(connection, target)
+        marks = ", ".join(["%s"] * len(keys))
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cur,
+        ):
+            cur.execute(
+                f"SELECT COUNT(*) FROM {n.table} WHERE {n.pk} IN ({marks})",
+                [self.key_param(target, str(k)) for k in keys],
+            )
+            return int(cur.fetchone()[0])
+
+    def describe(self, connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
+        return batch.describe(connection, target, gen)
+
+    # The plan.
+
+    def plan_lock(self, connection: BaseDatabaseWrapper, target: Target) -> None:
+        plan.plan_lock(connection, target)
+
+    def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
+        return plan.split(connection, target, shards, lambda text: self.key_param(target, text))
+
+    # Liveness: a named lock per shard, held by the worker's session.
+
+    def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
+        return liveness.shard_lock(connection, "SELECT GET_LOCK(%s, 0)", shard_id) == 1
+
+    def disown(self, connection: BaseDatabaseWrapper, shard_id: int) -> None:
+        liveness.shard_lock(connection, "SELECT RELEASE_LOCK(%s)", shard_id)
+
+    def disown_all(self, connection: BaseDatabaseWrapper) -> None:
+        liveness.release_all(connection)
+
+    def owner_alive(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool | None:
+        return liveness.shard_lock(connection, "SELECT IS_USED_LOCK(%s)", shard_id) is not None
+
+    def backend_id(self, connection: BaseDatabaseWrapper) -> int | None:
+        return int(connection.connection.thread_id())
+
+    def blockers(
+        self, connection: BaseDatabaseWrapper, backends: list[int]
+    ) -> dict[int, list[int]]:
+        return liveness.blockers(connection, backends)
+
+    # Faults, by error number.
+
+    def fault(self, exc: BaseException) -> Fault | None:
+        return errors.fault(exc)
+
+    def connection_id(self, connection: BaseDatabaseWrapper) -> str:
+        return f"mysql:id={connection.connection.thread_id()}"
+
+    def interrupt(self, connection: BaseDatabaseWrapper) -> None:
+        liveness.interrupt(connection)
+
+    # Hashing on the server with SHA2().
+
+    def digests(self, connection: BaseDatabaseWrapper, target: Target, alias: str = "") -> Digests:
+        n = Names.of(connection, target)
+        # CAST AS CHAR is the stored text: a UUIDField stored as char(32) hashes
+        # without hyphens there (so --leaked-hashed needs hashes of that form).
+        hexed = f"SHA2(CAST({alias}{n.col} AS CHAR), 256)"
+        return Digests(
+            # Explicit binary collation: the key column's and the connection's
+            # collations differ, and keys compare exactly anyway.
+            key_text=f"CONVERT({alias}{n.pk} USING utf8mb4) COLLATE utf8mb4_bin",
+            digest=f"LEFT(UNHEX({hexed}), {DIGEST_BYTES})",
+            sha256=f"UNHEX({hexed})",
+            param="%s",
+        )
+
+
+__all__ = ["MySQLBuilder"]

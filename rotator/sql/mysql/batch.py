@@ -1,0 +1,225 @@
+"""One MariaDB/MySQL batch: placeholders for keys only, never a value in SQL text.
+
+Two session temporary tables per target: the window (``rn``, key, old value,
+new value, whether that value is taken) and the loaded values (``rn``, value).
+A batch first copies its keyset window (keys and old values, numbered) into
+the window table, a plain read at READ COMMITTED that locks nothing; then one
+``UPDATE ... JOIN`` gives each row its value, only if the row still holds the
+value the window saw: a value the application changed meanwhile is the
+application's (it is reported as kept), a deleted row as vanished. The
+window, not the rows updated, says whether the shard is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from rotator.service.generators import Generator, Tokens
+from rotator.service.target import Target
+from rotator.sql.base import Outcome
+from rotator.sql.mysql.load import load_sql, load_values
+from rotator.sql.names import Names, column_of
+
+if TYPE_CHECKING:  # the module imports MySQLdb: only for the type checker
+    from django.db.backends.mysql.base import DatabaseWrapper as MySQLWrapper
+
+# 64 random bits, kept exact as BIGINT UNSIGNED (CONV gives a decimal string).
+_RANDOM_64 = "CAST(CONV(HEX(RANDOM_BYTES(8)), 16, 10) AS UNSIGNED)"
+# Version 4 in the high nibble of byte 6, RFC 4122 variant in byte 8.
+_UUID4_HEX = (
+    f"CONCAT(LPAD(HEX({_RANDOM_64} & 0xFFFFFFFFFFFF0FFF | 0x4000), 16, '0'), "
+    f"LPAD(HEX({_RANDOM_64} & 0x3FFFFFFFFFFFFFFF | 0x8000000000000000), 16, '0'))"
+)
+
+
+def mysql(connection: BaseDatabaseWrapper) -> MySQLWrapper:
+    """``connection`` as Django's MySQL wrapper (for its server facts), to the type checker."""
+    return cast("MySQLWrapper", connection)
+
+
+def has_random_bytes(connection: BaseDatabaseWrapper) -> bool:
+    server = mysql(connection)
+    return not server.mysql_is_mariadb or server.mysql_version >= (10, 10)
+
+
+def random_uuid4_sql(connection: BaseDatabaseWrapper, target: Target) -> str:
+    """A new uuid4 per row from the server's CSPRNG, in the column's own format."""
+    # Django stores UUIDField as native uuid on MariaDB 10.7+ (it takes 32 hex
+    # digits), as char(32) lowercase hex elsewhere.
+    native = (target.field.db_type(connection) or "").lower() == "uuid"
+    return _UUID4_HEX if native else f"LOWER({_UUID4_HEX})"
+
+
+def server_makes_values(
+    connection: BaseDatabaseWrapper, target: Target, source: Generator | Tokens | None
+) -> bool:
+    """True where the server makes the uuid4 values (``source`` None: --generator database)."""
+    if source is None or (isinstance(source, Generator) and source.server_side):
+        return True
+    return (
+        bool(source.packed)
+        and type(target.field) is models.UUIDField
+        and has_random_bytes(connection)
+    )
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class BatchNames(Names):
+    """Quoted names of one target's table, columns and session temporary tables."""
+
+    window: str
+    values: str
+
+    @classmethod
+    def of(cls, connection: BaseDatabaseWrapper, target: Target) -> BatchNames:
+        qn = connection.ops.quote_name
+        n = Names.of(connection, target)
+        suffix = digest(f"{target.model._meta.db_table}.{column_of(target.field)}")
+        window, values = qn(f"rotator_win_{suffix}"), qn(f"rotator_new_{suffix}")
+        return cls(n.table, n.pk, n.col, window=window, values=values)
+
+
+#: Session memory a batch's temporary tables may use (MEMORY tables are sized up front).
+HEAP_BYTES = 1 << 30
+
+
+def engine(connection: BaseDatabaseWrapper, target: Target) -> str:
+    """MEMORY (no undo, no redo: the window costs a fraction of the UPDATE) unless a
+    column is TEXT or BLOB, which MEMORY cannot hold."""
+    types = (target.pk.db_type(connection) or "", target.field.db_type(connection) or "")
+    return "InnoDB" if any("text" in t or "blob" in t for t in map(str.lower, types)) else "MEMORY"
+
+
+def create_sql(n: BatchNames, engine: str) -> list[str]:
+    # CREATE ... SELECT copies the key's and the column's exact types and collations;
+    # IF(FALSE, col, NULL) the column's type, but nullable.
+    return [
+        f"SET SESSION max_heap_table_size = GREATEST(@@max_heap_table_size, {HEAP_BYTES})",
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {n.window} (rn INT UNSIGNED NOT NULL DEFAULT 0, "
+        f"taken BOOL NOT NULL DEFAULT 0, PRIMARY KEY (rn), KEY (k)) ENGINE={engine} "
+        f"SELECT {n.pk} AS k, {n.col} AS old, IF(FALSE, {n.col}, NULL) AS new "
+        f"FROM {n.table} LIMIT 0",
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {n.values} (rn INT UNSIGNED NOT NULL DEFAULT 0, "
+        f"PRIMARY KEY (rn)) ENGINE={engine} "
+        f"SELECT IF(FALSE, {n.col}, NULL) AS v FROM {n.table} LIMIT 0",
+    ]
+
+
+def window_sql(n: BatchNames, *, lower: bool, keys: int = 0, value: str | None = None) -> str:
+    """Copy the window (or the given keys), numbered in key order, into the window table,
+    with new values where the server makes them (``value``: SQL)."""
+    if keys:
+        where = f"{n.pk} IN ({', '.join(['%s'] * keys)})"
+    else:
+        where = f"{n.pk} > %s AND {n.pk} <= %s" if lower else f"{n.pk} <= %s"
+    limit = "" if keys else " LIMIT %s"
+    # Numbered outside the LIMIT: a window function under it would number the
+    # whole rest of the shard first.
+    return (
+        f"INSERT INTO {n.window} (rn, k, old, new) SELECT ROW_NUMBER() OVER (ORDER BY w.k), "
+        f"w.k, w.old, {value or 'NULL'} FROM (SELECT {n.pk} AS k, {n.col} AS old "
+        f"FROM {n.table} WHERE {where} ORDER BY {n.pk}{limit}) AS w"
+    )
+
+
+def summary_sql(n: BatchNames) -> str:
+    return f"SELECT COUNT(*), CAST(MAX(k) AS CHAR), COUNT(*) - COUNT(old) FROM {n.window}"
+
+
+def _fill(fill_nulls: bool) -> str:
+    return "" if fill_nulls else " AND w.old IS NOT NULL"
+
+
+def pair_sql(n: BatchNames, unique: bool) -> str:
+    """Give each window row its loaded value, and mark values another row already holds."""
+    taken = f", w.taken = EXISTS (SELECT 1 FROM {n.table} AS x WHERE x.{n.col} = v.v)"
+    return f"UPDATE {n.window} AS w JOIN {n.values} AS v ON v.rn = w.rn SET w.new = v.v" + (
+        taken if unique else ""
+    )
+
+
+def update_sql(n: BatchNames, fill_nulls: bool) -> str:
+    # A row's value is replaced only if it is still what the window saw (<=>: NULL-safe).
+    return (
+        f"UPDATE {n.table} AS t JOIN {n.window} AS w ON t.{n.pk} = w.k SET t.{n.col} = w.new "
+        f"WHERE NOT w.taken AND t.{n.col} <=> w.old{_fill(fill_nulls)}"
+    )
+
+
+def leftovers_sql(n: BatchNames, fill_nulls: bool) -> str:
+    """Rows of the window the UPDATE left alone: value taken, deleted, or changed meanwhile."""
+    return (
+        f"SELECT CAST(w.k AS CHAR), w.taken FROM {n.window} AS w "
+        f"LEFT JOIN {n.table} AS t ON t.{n.pk} = w.k "
+        f"WHERE (w.taken OR NOT (t.{n.col} <=> w.new)){_fill(fill_nulls)} ORDER BY w.rn"
+    )
+
+
+def value_sql(
+    connection: BaseDatabaseWrapper, target: Target, source: Generator | Tokens | None
+) -> str | None:
+    """SQL for the new values where the server makes them, else None (loaded)."""
+    if server_makes_values(connection, target, source):
+        return random_uuid4_sql(connection, target)
+    return None
+
+
+def describe(connection: BaseDatabaseWrapper, target: Target, gen: Generator) -> str:
+    """The SQL of one batch, with placeholders, for --dry-run."""
+    n = BatchNames.of(connection, target)
+    value = value_sql(connection, target, gen)
+    lines = [f"DELETE FROM {n.window}", window_sql(n, lower=True, value=value), summary_sql(n)]
+    if value is None:
+        lines += [
+            f"DELETE FROM {n.values}",
+            load_sql(n.values, target, "/dev/fd/N") + "  -- a pipe: values never in SQL text",
+            pair_sql(n, target.unique),
+        ]
+    lines.append(update_sql(n, fill_nulls=False))
+    return ";\n".join(lines) + ";"
+
+
+def run_batch(
+    connection: BaseDatabaseWrapper,
+    target: Target,
+    window: tuple[str, list[Any]],
+    values: Callable[[], list[Any]] | None,
+    fill_nulls: bool,
+) -> Outcome:
+    """Copy ``window`` (SQL, parameters), pair it with ``values`` (None: the server made
+    them), then update the rows that still hold what the window saw."""
+    n = BatchNames.of(connection, target)
+    with (
+        connection.wrap_database_errors,
+        contextlib.closing(connection.connection.cursor()) as cur,
+    ):
+        cur.execute(f"DELETE FROM {n.window}")
+        cur.execute(*window)
+        cur.execute(summary_sql(n))
+        seen, last, nulls = cur.fetchone()
+        if not seen:
+            return Outcome()
+        if values is not None:
+            load_values(cur, target, n.values, values())
+            # target.unique, not field.unique: unique_together and UniqueConstraint too.
+            cur.execute(pair_sql(n, target.unique))
+        cur.execute(update_sql(n, fill_nulls))
+        rotated = cur.rowcount
+        collided: list[Any] = []
+        missed: list[Any] = []
+        if rotated < seen - (0 if fill_nulls else int(nulls)):
+            cur.execute(leftovers_sql(n, fill_nulls))
+            for key, taken in cur.fetchall():
+                (collided if taken else missed).append(key)
+    return Outcome(int(seen), last, rotated, int(nulls), collided, missed)

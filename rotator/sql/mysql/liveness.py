@@ -1,0 +1,68 @@
+"""Liveness on MariaDB/MySQL: a ``GET_LOCK()`` named lock per shard, held by the worker's
+session; like PostgreSQL's advisory locks, it dies with the session."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from rotator.sql.mysql.batch import digest
+from rotator.sql.mysql.errors import MySQLdb
+
+
+def lock_name(connection: BaseDatabaseWrapper, what: str) -> str:
+    # Named locks are server-wide: the database's name keeps two databases apart.
+    return f"rotator:{digest(connection.settings_dict['NAME'] + ':' + what)}"
+
+
+def shard_lock(connection: BaseDatabaseWrapper, sql: str, shard_id: int) -> Any:
+    """Run ``sql`` (one %s: the lock's name) on shard_id's lock; return its one value."""
+    name = lock_name(connection, f"shard:{shard_id}")
+    with (
+        connection.wrap_database_errors,
+        contextlib.closing(connection.connection.cursor()) as cur,
+    ):
+        cur.execute(sql, [name])
+        return cur.fetchone()[0]
+
+
+def release_all(connection: BaseDatabaseWrapper) -> None:
+    with (
+        connection.wrap_database_errors,
+        contextlib.closing(connection.connection.cursor()) as cur,
+    ):
+        cur.execute("SELECT RELEASE_ALL_LOCKS()")
+
+
+def blockers(connection: BaseDatabaseWrapper, backends: list[int]) -> dict[int, list[int]]:
+    """For each of ``backends`` waiting on a row lock, the sessions that hold it."""
+    marks = ", ".join(["%s"] * len(backends))
+    found: dict[int, list[int]] = {}
+    try:
+        with contextlib.closing(connection.connection.cursor()) as cur:
+            cur.execute(
+                "SELECT waiting_pid, blocking_pid FROM sys.innodb_lock_waits "
+                f"WHERE waiting_pid IN ({marks})",
+                backends,
+            )
+            for waiting, blocking in cur.fetchall():
+                found.setdefault(int(waiting), []).append(int(blocking))
+    except MySQLdb.MySQLError:  # no sys schema (or no right to read it)
+        return {}
+    return found
+
+
+def interrupt(connection: BaseDatabaseWrapper) -> None:
+    """KILL QUERY from a second connection: the statement fails, its transaction rolls
+    back, the worker's session stays usable."""
+    raw = connection.connection
+    if raw is None:
+        return
+    params = {**connection.get_connection_params(), "connect_timeout": 2}
+    killer = MySQLdb.connect(**params)
+    try:
+        killer.cursor().execute(f"KILL QUERY {int(raw.thread_id())}")
+    finally:
+        killer.close()
