@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from tests import seeded
+from tests import environment, seeded
 from tickets.models import Ticket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,10 @@ VENDORS = {
 
 def vendor() -> str:
     return VENDORS.get(settings.DATABASES["default"]["ENGINE"], "other")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    environment.required()  # a misspelt ROTATOR_REQUIRE stops the run before any test
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
