@@ -1,5 +1,7 @@
 # Quick start: `make demo` (1M tickets on the embedded PostgreSQL, then the
-# rotation) and `make test`. Both create .venv from pyproject.toml first.
+# rotation) and `make test`. Both create .venv from pyproject.toml first, from
+# wheels only: no compiler or headers needed. MariaDB/MySQL needs the `mysql`
+# extra on top (mysqlclient builds from source): .ci/run installs it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +17,7 @@ venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[demo,test,bench,mysql]'
+	$(BIN)/python -m pip install -q -e '.[demo,test,bench]'
 	touch $@
 
 demo: venv

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
+from tests import environment, seeded
 from tickets.models import Ticket
-from tickets.seeding import seed
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDORS = {
@@ -27,6 +27,10 @@ VENDORS = {
 
 def vendor() -> str:
     return VENDORS.get(settings.DATABASES["default"]["ENGINE"], "other")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    environment.required()  # a misspelt ROTATOR_REQUIRE stops the run before any test
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -48,7 +52,8 @@ def run(*args: str, tty: bool = False, **options: object) -> tuple[str, str]:
 
 
 def fill(count: int) -> None:
-    seed(count, "default", lambda n: None)
+    """``count`` new tickets; big tables are copied from one seeded per session."""
+    seeded.fill(count)
 
 
 def rows() -> dict[int, tuple]:

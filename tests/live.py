@@ -294,8 +294,16 @@ class ScratchServer:
             timeout=60,
         )
 
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    def init(self, template: Path | None = None) -> None:
+        """A new cluster, or a copy of ``template`` (the data directory of a stopped one)."""
+        if template is None:
+            pgdata = str(self.pgdata)
+            self._run("initdb", "-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+            return
+        import subprocess
+
+        # cp -a keeps the owner (the server's user when the tests run as root) and the 0700 mode.
+        subprocess.run(["cp", "-a", str(template), str(self.pgdata)], check=True, timeout=60)
 
     def start(self) -> None:
         options = f"-h '' -k {self.root} -c fsync=off -c full_page_writes=off"
@@ -321,10 +329,10 @@ class ScratchServer:
 
 
 @contextlib.contextmanager
-def scratch_server() -> Iterator[ScratchServer]:
+def scratch_server(template: Path | None = None) -> Iterator[ScratchServer]:
     server = ScratchServer()
     try:
-        server.init()
+        server.init(template)
         server.start()
         yield server
     finally:

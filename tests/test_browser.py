@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 
 from rotator.models import Run
 from tests.conftest import ROOT, fill, manage, subprocess_env
+from tests.environment import need
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -30,7 +31,7 @@ TIMEOUT = 60
 @pytest.fixture
 def browser():
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (see .ci/run)")
+        need("chromium", "needs Debian's chromium and chromium-driver (see .ci/run)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests import mariadb_server
 from tests.conftest import manage
+from tests.environment import need
 
 pytestmark = [pytest.mark.mysql, pytest.mark.slow]
 
@@ -34,7 +35,7 @@ def python_uuid4() -> uuid.UUID:
 def server() -> Iterator[mariadb_server.Server]:
     reason = mariadb_server.available()
     if reason:
-        pytest.skip(f"cannot start a private MariaDB: {reason}")
+        need("mariadb-private", f"cannot start a private MariaDB: {reason}")
     with mariadb_server.private_server(binlog_format="MIXED") as server:
         with server.connect() as conn:
             conn.cursor().execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")

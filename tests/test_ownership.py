@@ -19,6 +19,7 @@ from django.db.models import Sum
 from rotator.models import Shard
 from tests import counting
 from tests.conftest import ROOT, fill, manage, subprocess_env
+from tests.environment import need
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql, pytest.mark.slow]
 
@@ -56,7 +57,7 @@ def pid_namespaces() -> str | None:
 def containers(tmp_path: Path) -> Iterator[Callable[[], tuple[subprocess.Popen, Path, Path]]]:
     reason = pid_namespaces()
     if reason:
-        pytest.skip(reason)
+        need("unshare", reason)
     started: list[subprocess.Popen] = []
 
     def start() -> tuple[subprocess.Popen, Path, Path]:

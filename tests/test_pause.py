@@ -73,8 +73,14 @@ def test_cancel_from_another_terminal_stops_the_run_and_undoes_nothing(tickets, 
     assert cancelled.returncode == 0, cancelled.stderr
     at_cancel = rows_done()
     assert child.wait() == 4
-    assert "cancelled" in child.err.lower() or "abandoned" in child.err.lower()
     stopped_at = rows_done()
+    run = Run.objects.get()
+    assert re.search(
+        rf"^CommandError: Run {run.pk} was abandoned \(cancelled: --cancel from \S+ pid \d+\); "
+        rf"its workers stopped: {stopped_at:,}/{ROWS:,} rows of tickets\.Ticket\.token rotated$",
+        child.err,
+        re.M,
+    ), child.err
     assert at_cancel <= stopped_at <= at_cancel + WORKERS * BATCH
     tally = counting.tally()
     assert tally.exact, tally

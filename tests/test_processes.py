@@ -14,6 +14,13 @@ from asyncproj.embedded.processes import alive
 from rotator.workers.processes import pid_alive
 
 
+def wait_until_zombie(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"pid {pid} not a zombie after {timeout} s"
+        time.sleep(0.001)
+
+
 @pytest.fixture(params=[pid_alive, alive], ids=["rotator", "embedded"])
 def is_alive(request):
     return request.param
@@ -34,7 +41,7 @@ def test_a_killed_unreaped_process_is_dead(is_alive):
     try:
         assert is_alive(child.pid)
         child.kill()
-        time.sleep(0.5)  # a zombie now: killed, not yet reaped
+        wait_until_zombie(child.pid)  # killed, not yet reaped
         assert not is_alive(child.pid)
     finally:
         child.wait()

@@ -20,6 +20,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import fill
+from tests.environment import need
 from tests.live import TABLE, connect
 from tests.support import rotate_directly, tokens
 from tickets.models import Ticket
@@ -49,20 +50,24 @@ def server_log() -> Iterator[Callable[[], str]]:
     """Log every statement of the test database; yield a reader of the log written since."""
     path = _log_file()
     if path is None or not path.is_file():
-        pytest.skip("the server log is not a file this test can find (logging_collector is off)")
+        need(
+            "server-log",
+            "the server log is not a file this test can find (logging_collector is off)",
+        )
     try:
         size = path.stat().st_size
         path.open("rb").close()
     except OSError as exc:
-        pytest.skip(f"the server log {str(path)!r} is not readable: {exc}")
+        need("server-log", f"the server log {str(path)!r} is not readable: {exc}")
     name = connection.settings_dict["NAME"]
     qn = connection.ops.quote_name
     with connect() as conn:
         try:
             conn.execute(f"ALTER DATABASE {qn(name)} SET log_min_duration_statement = 0")
         except psycopg.errors.InsufficientPrivilege as exc:
-            pytest.skip(
-                f"ALTER DATABASE ... SET log_min_duration_statement needs a superuser: {exc}"
+            need(
+                "server-log",
+                f"ALTER DATABASE ... SET log_min_duration_statement needs a superuser: {exc}",
             )
     _fresh_sessions()
     try:

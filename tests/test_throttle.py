@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.db.models import Sum
 
+from rotator.command.progress import Progress
 from rotator.errors import RotatorError
 from rotator.models import Run, Shard
 from rotator.sql.replication import replication_lag
@@ -150,6 +152,10 @@ def test_bad_throttle_flags_are_refused_in_one_line_before_anything_changes(args
     assert tokens() == before and not Run.objects.exists()
 
 
+#: The pause checks' interval in the test that runs them for real (1 s in production).
+CHECK_EVERY = 0.05
+
+
 def rows_done() -> int:
     return Shard.objects.aggregate(n=Sum("rows_done"))["n"] or 0
 
@@ -159,6 +165,16 @@ def test_a_pause_when_callable_stops_every_worker_and_then_releases_them(monkeyp
     fill(4_000)
     monkeypatch.setattr(pausing, "REASON", "maintenance window")
     monkeypatch.setattr(pausing, "CALLS", [])
+    monkeypatch.setattr(throttle, "CHECK_EVERY", CHECK_EVERY)
+    paused_line = threading.Event()  # a progress line has said why the run waits
+    line = Progress.line
+
+    def line_then_tell(progress: Progress) -> None:
+        line(progress)
+        if progress.status == "paused: maintenance window":
+            paused_line.set()
+
+    monkeypatch.setattr(Progress, "line", line_then_tell)
     result: dict[str, object] = {}
 
     def rotate_in_background() -> None:
@@ -179,10 +195,17 @@ def test_a_pause_when_callable_stops_every_worker_and_then_releases_them(monkeyp
     worker = threading.Thread(target=rotate_in_background)
     worker.start()
     try:
-        time.sleep(3.5)
+        deadline = time.monotonic() + 30
+        # The check's own calls and the progress line, not the wall clock, say when.
+        while len(pausing.CALLS) < 5 or not paused_line.is_set():
+            assert worker.is_alive(), result
+            assert time.monotonic() < deadline, f"{len(pausing.CALLS)} checks in 30 s"
+            time.sleep(0.005)
         assert worker.is_alive() and rows_done() == 0  # nobody got past the check
-        calls_while_paused = len(pausing.CALLS)
-        assert 2 <= calls_while_paused <= 5  # about once a second for all four workers
+        # Once every CHECK_EVERY for all four workers together, never once per worker.
+        times = [at for at, _, _ in pausing.CALLS[:5]]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(gaps) == 4 and min(gaps) >= CHECK_EVERY, gaps
     finally:
         pausing.REASON = None
         worker.join(60)

@@ -127,6 +127,7 @@ class Throttle:
             max_rate=options.max_rate,
             checks=checks,
             status=lambda reason: progress.set_status(reason, key="throttle"),
+            check_every=CHECK_EVERY,  # read at call time: a test shortens it
         )
 
     async def before_batch(self, rows: int, stop: asyncio.Event | None = None) -> int:
