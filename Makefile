@@ -31,6 +31,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy rotator asyncproj tickets
 
 bench: venv
 	$(BIN)/python bench/run.py --rows $(ROWS)

@@ -69,7 +69,7 @@ def _parse(url: str) -> dict:
         ) from None
     if not db.get("NAME"):
         raise ImproperlyConfigured(f"DATABASE_URL {_redacted(url)!r} names no database; {expected}")
-    return db
+    return dict(db)
 
 
 def _database() -> dict:
@@ -107,7 +107,7 @@ def _database() -> dict:
             "init_command": "SET sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
         }
         db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
-    return db
+    return dict(db)
 
 
 DATABASES = {"default": _database()}

@@ -52,7 +52,7 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
 
     from rotator.service import rotation
     from rotator.service.rotation import Options, rotate
-    from rotator.service.target import resolve_target
+    from rotator.target import resolve_target
 
     timed: dict[str, float] = {}
     record = rotation.record_fingerprints
@@ -78,7 +78,7 @@ def _rotate(fingerprints: bool) -> dict[str, Any]:
 
 def _verify() -> dict[str, Any]:
     from rotator.service import verification
-    from rotator.service.target import resolve_target
+    from rotator.target import resolve_target
 
     target = resolve_target(TARGET, "default")
     started = time.perf_counter()
@@ -94,7 +94,7 @@ def _verify() -> dict[str, Any]:
 
 def _leaked(path: str) -> dict[str, Any]:
     from rotator.service.leaked import count_leaked
-    from rotator.service.target import resolve_target
+    from rotator.target import resolve_target
 
     started = time.perf_counter()
     found = count_leaked(resolve_target(TARGET, "default"), Path(path))

@@ -140,8 +140,8 @@ def floor(table: str, column: str) -> int:
         connection.connection.create_function("rotator_uuid4", 0, lambda: uuid.uuid4().hex)
         expression = "rotator_uuid4()"
     else:
-        from rotator.service.target import resolve_target
         from rotator.sql.mysql_text import random_uuid4_sql
+        from rotator.target import resolve_target
 
         expression = random_uuid4_sql(connection, resolve_target("tickets.Ticket.token", "default"))
     with connection.cursor() as cursor:

@@ -16,7 +16,7 @@ from django.db import connections
 
 from rotator.command.console import rotate_and_report
 from rotator.service.options import Options
-from rotator.service.target import resolve_target
+from rotator.target import resolve_target
 from tickets.models import Ticket
 from tickets.seeding import seed
 

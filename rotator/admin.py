@@ -16,10 +16,10 @@ from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from rotator.command.progress import format_duration
 from rotator.models import Run, Shard
 from rotator.service.status import RunStatus, run_status
 from rotator.store import lifecycle
+from rotator.text import format_duration
 
 COLOURS = {
     "running": "#417690",

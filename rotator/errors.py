@@ -29,10 +29,12 @@ class ExitStatus(enum.IntEnum):
 MEANINGS = {
     ExitStatus.OK: "this invocation's work is done (or --dry-run printed the plan)",
     ExitStatus.ERROR: "a problem, said in one line: bad field or option, database unreachable, "
-    "field already rotated (pass --restart), ...",
-    ExitStatus.USAGE: "usage error (unknown option, missing or malformed argument)",
+    "field already rotated (pass --restart), --verify or --leaked found old values, ...",
+    ExitStatus.USAGE: "usage error (unknown option, missing or malformed argument): argparse's "
+    "usage line and message",
     ExitStatus.PAUSED: "an operator paused the run: run the same command again to resume",
-    ExitStatus.CANCELLED: "the run was cancelled, or abandoned by --restart elsewhere",
+    ExitStatus.CANCELLED: "the run was cancelled, or abandoned by --restart elsewhere, while "
+    "this process worked it",
     ExitStatus.SIGINT: "stopped by SIGINT (Ctrl-C): run the same command again to resume",
     ExitStatus.SIGTERM: "stopped by SIGTERM: run the same command again to resume",
 }

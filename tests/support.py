@@ -14,8 +14,8 @@ from rotator.command.console import rotate_and_report
 from rotator.models import Run, Shard
 from rotator.service.options import Options
 from rotator.service.rotation import Report
-from rotator.service.target import Target, resolve_target
 from rotator.store.claims import Lease
+from rotator.target import Target, resolve_target
 from tickets.models import Ticket
 
 Hook = Callable[[Lease], None]

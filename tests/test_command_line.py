@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
+from rotator.errors import ExitStatus
 from rotator.management.commands import rotate_field
 from rotator.service.options import MAX_BATCH_SIZE
 from rotator.workers.sizing import MAX_BATCH, MIN_BATCH
@@ -21,20 +24,21 @@ def test_version_is_the_rotators():
     assert rotate_field.Command().get_version().startswith(f"rotator {metadata.version('rotator')}")
 
 
-def test_help_gives_the_exit_codes():
-    text = help_text()
-    for code, meaning in [
-        ("0", "work is done"),
-        ("1", "a problem"),
-        ("2", "usage error"),
-        ("3", "paused"),
-        ("4", "cancelled"),
-        ("130", "SIGINT"),
-        ("143", "SIGTERM"),
-    ]:
-        assert any(
-            line.strip().startswith(code + " ") and meaning in line for line in text.splitlines()
-        ), (code, meaning)
+def test_help_gives_every_exit_status_with_its_meaning():
+    epilog = help_text().split("exit status:\n", 1)[1].split("\n\n", 1)[0]
+    entries = re.split(r"\n  (?=\d)", "\n" + epilog)[1:]
+    statuses = {
+        int(code): " ".join(rest.split()) for code, rest in (e.split(None, 1) for e in entries)
+    }
+    assert statuses == {int(status): status.meaning for status in ExitStatus}
+
+
+def test_the_readme_table_is_the_exit_status_enum():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Exit status", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| (.+) \|$", section, re.M)
+    table = {int(code): meaning.replace("`", "") for code, meaning in rows}
+    assert table == {int(status): status.meaning for status in ExitStatus}
 
 
 def test_help_names_database_url_the_batch_bounds_and_the_uuid_only_generator():

@@ -17,12 +17,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 import rotator.sql
+from rotator.generators import resolve_generator
 from rotator.models import Run
-from rotator.service.generators import resolve_generator
 from rotator.service.rotation import Options, rotate
-from rotator.service.target import resolve_target
-from rotator.service.values import packs_uuid4
 from rotator.sql.generic import GenericBuilder
+from rotator.target import resolve_target
+from rotator.values import packs_uuid4
 from tests.conftest import run
 from tests.fieldapp import generators
 from tests.fieldapp.models import (

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from django.db import OperationalError, connection, transaction
 
+from rotator.faults import Kind
 from rotator.sql.mysql import MySQLBuilder
-from rotator.workers.faults import Kind
 from tests.conftest import fill
 from tickets.models import Ticket
 

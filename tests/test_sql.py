@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 
-from rotator.service.generators import Tokens, packed_uuid4
+from rotator.generators import Tokens, packed_uuid4
 from rotator.sql.postgresql import PostgreSQLBuilder
 from rotator.sql.sqlite import SQLiteBuilder
 from tests.conftest import fill

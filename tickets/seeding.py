@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from typing import cast
 
-from django.db import connections, transaction
+from django.db import connections, models, transaction
 from django.utils import timezone
 
-from rotator.service.generators import packed_uuid4
+from rotator.generators import packed_uuid4
+from rotator.target import column_of
 
 from .models import Ticket
 
@@ -33,7 +35,10 @@ def seed(count: int, alias: str, advance: Callable[[int], None]) -> None:
 def _columns(alias: str) -> tuple[str, str]:
     qn = connections[alias].ops.quote_name
     meta = Ticket._meta
-    columns = ", ".join(qn(meta.get_field(f).column) for f in ("token", "subject", "created_at"))
+    columns = ", ".join(
+        qn(column_of(cast(models.Field, meta.get_field(f))))
+        for f in ("token", "subject", "created_at")
+    )
     return qn(meta.db_table), columns
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.backends.postgresql import client
@@ -23,7 +24,7 @@ def psql() -> str:
 class DatabaseClient(client.DatabaseClient):
     @classmethod
     def settings_to_cmd_args_env(
-        cls, settings_dict: dict[str, Any], parameters: list[str]
+        cls, settings_dict: dict[str, Any], parameters: Iterable[str]
     ) -> tuple[list[str], dict[str, str] | None]:
         embedded = {
             **settings_dict,

@@ -77,7 +77,7 @@ def ensure_running(pgdata: Path) -> None:
 
 
 def _stop(pgdata: Path) -> None:
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
     from pgserver.postgres_server import PostgresServer
 
     with PostgresServer._lock:

@@ -17,8 +17,8 @@ from rotator.command.arguments import ACTIONS
 from rotator.errors import ExitStatus, RotatorError
 from rotator.service import leaked, status, verification
 from rotator.service.rotation import finished_sentence
-from rotator.service.target import Target
 from rotator.store import lifecycle
+from rotator.target import Target
 
 
 def chosen(options: dict[str, Any]) -> str | None:

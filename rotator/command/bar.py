@@ -11,7 +11,7 @@ line once the terminal got narrower.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
 from tqdm import tqdm
@@ -53,7 +53,7 @@ class TqdmFile:
         self.stream.flush()
 
     def fileno(self) -> int:
-        return self.real.fileno()  # type: ignore[attr-defined]
+        return int(self.real.fileno())  # type: ignore[union-attr]
 
     def isatty(self) -> bool:
         isatty = getattr(self.real, "isatty", None)
@@ -117,7 +117,7 @@ class Bar(tqdm):
         return print_status
 
     @property
-    def format_dict(self) -> dict[str, Any]:
+    def format_dict(self) -> MutableMapping[str, Any]:
         values = super().format_dict
         if not hasattr(self, "fields"):
             return values

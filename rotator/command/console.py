@@ -3,11 +3,12 @@ summary, at the verbosity asked for."""
 
 from __future__ import annotations
 
-from rotator.command.progress import Progress, Stream, format_duration
+from rotator.command.progress import Progress, Stream
 from rotator.models import Run
 from rotator.service.options import Options
 from rotator.service.rotation import Report, Stopper, rotate
-from rotator.service.target import Target
+from rotator.target import Target
+from rotator.text import format_duration
 
 
 class Console:

@@ -22,6 +22,7 @@ from typing import Any
 
 from rotator.command.bar import Bar, Stream, TqdmFile, write
 from rotator.command.rate import WINDOW, RecentRate
+from rotator.text import format_duration
 
 __all__ = ["Progress", "Stream", "TqdmFile", "format_duration", "write"]
 
@@ -37,13 +38,6 @@ def resolve_mode(mode: str, tty: bool, verbosity: int) -> str:
     if mode == "auto":
         return "bar" if tty else "plain"
     return mode
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Progress:

@@ -6,11 +6,11 @@ from typing import Any
 
 from django.db import connections
 
+from rotator.generators import Generator
 from rotator.models import Run
-from rotator.service.generators import Generator
 from rotator.service.options import Options
-from rotator.service.target import Target
 from rotator.store.planning import make_plan
+from rotator.target import Target
 from rotator.workers.sizing import BatchSizer
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from django.db import connections, transaction
 
 from rotator.models import Fingerprint, Run
-from rotator.service.target import Target
 from rotator.sql import builder_for
+from rotator.target import Target
 
 
 def table_name() -> str:

@@ -23,8 +23,8 @@ from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 
 from rotator.errors import RotatorError
-from rotator.service.target import Target
 from rotator.sql import builder_for
+from rotator.target import Target
 
 TEMP = "rotator_leaked"
 

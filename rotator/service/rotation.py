@@ -20,21 +20,22 @@ from typing import Any, Protocol, TypeVar
 from django.db import DatabaseError, connections
 
 from rotator.errors import ExitStatus, Interrupted, RotatorError, first_line
+from rotator.faults import Kind
+from rotator.generators import Generator, resolve_generator
 from rotator.models import Run
 from rotator.service.dryrun import dry_run_lines, value_notes
 from rotator.service.fingerprints import record as record_fingerprints
-from rotator.service.generators import Generator, resolve_generator
 from rotator.service.options import Options
 from rotator.service.preflight import check_database
-from rotator.service.target import Target
 from rotator.sql import Builder, builder_for
 from rotator.store import claims, lifecycle
+from rotator.target import Target
 from rotator.workers.batch import Job
 from rotator.workers.engine import Session, work
-from rotator.workers.faults import Kind
 from rotator.workers.reporting import ProgressSink, Silent
 from rotator.workers.throttle import Throttle, check_throttle_options
 
+uvloop: Any
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is optional (no Windows wheels)

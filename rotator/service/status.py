@@ -14,12 +14,12 @@ from typing import Any
 
 from django.db import connections
 
-from rotator.command.progress import format_duration
 from rotator.models import Run, Shard
-from rotator.service.target import Target
 from rotator.sql import builder_for
 from rotator.store.claims import LEASE, owner_alive
 from rotator.store.lifecycle import GAP, database_now, runs_for
+from rotator.target import Target
+from rotator.text import format_duration
 
 
 @dataclass

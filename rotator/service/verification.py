@@ -16,9 +16,9 @@ from django.db import connections
 from rotator.errors import RotatorError
 from rotator.models import Run
 from rotator.service.fingerprints import table_name
-from rotator.service.target import Target
 from rotator.sql import builder_for
 from rotator.store.lifecycle import runs_for
+from rotator.target import Target
 
 #: What the census query counts, in order, where the builder has one.
 CENSUS = ("fingerprints", "rows", "deleted", "born", "nulls")

@@ -16,12 +16,12 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
-from rotator.service.generators import Generator, Tokens
-from rotator.service.target import Target
-from rotator.service.values import db_values
+from rotator.faults import Fault
+from rotator.generators import Generator, Tokens
 from rotator.sql.digests import Digests, VerifyNames, verify_queries
 from rotator.sql.names import Names
-from rotator.workers.faults import Fault
+from rotator.target import Target
+from rotator.values import db_values
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from rotator.service.generators import Generator, Tokens
-from rotator.service.target import Target
-from rotator.service.values import saved_values
+from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Window
+from rotator.target import Target
+from rotator.values import saved_values
 
 
 class GenericBuilder(Builder):

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from rotator.service.target import Target
-
-
-def column_of(field: models.Field) -> str:
-    """``field``'s column name; django-stubs types it ``str | None`` (None: no column)."""
-    column = field.column
-    if not isinstance(column, str):
-        # resolve_target() refuses fields without a column of the model's own table.
-        raise AssertionError(f"unreachable: {field!r} has no column")
-    return column
+from rotator.target import Target, column_of
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,8 @@ import psycopg
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
-from rotator.service.generators import Generator, Tokens
-from rotator.service.target import Target
-from rotator.service.values import native_uuid
+from rotator.faults import Fault, Kind
+from rotator.generators import Generator, Tokens
 from rotator.sql.base import (
     Builder,
     Outcome,
@@ -40,7 +39,8 @@ from rotator.sql.base import (
 from rotator.sql.digests import DIGEST_BYTES, Digests, stale_queries
 from rotator.sql.names import Names, column_of
 from rotator.sql.replication import CAN_READ_SQL, LAG_SQL
-from rotator.workers.faults import Fault, Kind
+from rotator.target import Target
+from rotator.values import native_uuid
 
 _BPCHAR_OID, _TEXT_OID = 1042, 25
 

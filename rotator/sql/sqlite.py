@@ -13,12 +13,12 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from rotator.service.generators import Generator, Tokens
-from rotator.service.target import Target
+from rotator.faults import Fault, Kind
+from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
 from rotator.sql.digests import DIGEST_BYTES, Digests, sha256_of, value_text
 from rotator.sql.names import Names
-from rotator.workers.faults import Fault, Kind
+from rotator.target import Target
 
 #: SQLite's default limit of bound variables is 32,766; stay well below.
 CHUNK = 500

@@ -30,8 +30,8 @@ from django.db.models import BooleanField, Case, DateTimeField, ExpressionWrappe
 from django.db.models.functions import Now
 
 from rotator.models import Shard
-from rotator.service.target import Target
 from rotator.sql import Builder
+from rotator.target import Target
 from rotator.workers.processes import pid_alive
 
 #: Without locks, a shard whose heartbeat (by the database clock) is older is orphaned.

@@ -35,9 +35,9 @@ from django.utils import timezone
 
 from rotator.errors import RotatorError, first_line
 from rotator.models import UNFINISHED, Run, Shard
-from rotator.service.target import Target
 from rotator.sql import Builder
 from rotator.store.planning import make_plan
+from rotator.target import Target
 
 HOST = socket.gethostname()
 #: A silence between two ticks longer than this is not running time.
@@ -119,7 +119,7 @@ def plan(
                 model=target.model_label,
                 field=target.field.name,
                 table=target.model._meta.db_table,
-                column=target.field.column,
+                column=target.column,
                 database=target.alias,
                 options={**options, "estimated": made.estimated},
                 high_water=made.high_water,

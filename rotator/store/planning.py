@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from rotator.service.target import Target
 from rotator.sql import Builder
+from rotator.target import Target
 
 
 @dataclass(frozen=True)

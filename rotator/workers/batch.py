@@ -24,12 +24,12 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from rotator.errors import RotatorError, RunStopped, ShardLost
+from rotator.generators import Generator, Tokens
 from rotator.models import Run, Shard
-from rotator.service.generators import Generator, Tokens
-from rotator.service.target import Target
 from rotator.sql import Builder
 from rotator.sql.base import Outcome, Window
 from rotator.store.claims import Lease
+from rotator.target import Target
 
 #: Rounds of fresh values for rows whose new value was already taken, per batch.
 MAX_ROUNDS = 20
@@ -75,9 +75,13 @@ def tokens_for(job: Job, n: int) -> Tokens | None:
         if len(distinct) == len(values):
             break
         seen: set[Any] = set()
-        repeats = [i for i, v in enumerate(values) if v in seen or seen.add(v)]
+        repeats = []
+        for i, v in enumerate(values):
+            if v in seen:
+                repeats.append(i)
+            seen.add(v)
         spare = job.generator.tokens(len(repeats))
-        for i, value in zip(repeats, spare.values if spare else [], strict=False):
+        for i, value in zip(repeats, (spare.values or []) if spare else [], strict=False):
             values[i] = value
         distinct = set(values)
     return Tokens(len(values), values=values, source=tokens.source)

@@ -27,11 +27,12 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError, RunStopped, ShardLost, first_line
+from rotator.faults import Fault, Kind
 from rotator.models import Run
 from rotator.store import claims, lifecycle
 from rotator.workers.batch import BatchResult, Job, run_batch
-from rotator.workers.faults import Fault, Kind, Retries
 from rotator.workers.reporting import ProgressSink, Silent
+from rotator.workers.retries import Retries
 from rotator.workers.sizing import BatchSizer
 from rotator.workers.throttle import Throttle, sleep_unless_stopped
 

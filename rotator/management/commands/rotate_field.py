@@ -15,7 +15,7 @@ from rotator.command.console import rotate_and_report
 from rotator.command.interrupts import SignalStopper
 from rotator.errors import ExitStatus, RotatorError
 from rotator.service.connectivity import check_reachable, explain_lost, explain_rotator_error
-from rotator.service.target import Target, resolve_target
+from rotator.target import Target, resolve_target
 
 #: Options that must not be repeated when the command is run again to resume.
 _NOT_FOR_RESUME = {"--restart", "--dry-run"}

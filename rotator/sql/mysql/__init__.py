@@ -26,8 +26,8 @@ from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
-from rotator.service.generators import Generator, Tokens
-from rotator.service.target import Target
+from rotator.faults import Fault
+from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Split, Window
 from rotator.sql.digests import DIGEST_BYTES, Digests
 from rotator.sql.mysql import batch, errors, liveness, plan
@@ -41,7 +41,7 @@ from rotator.sql.mysql.batch import (
 )
 from rotator.sql.mysql.errors import MySQLdb
 from rotator.sql.names import Names
-from rotator.workers.faults import Fault
+from rotator.target import Target
 
 
 class MySQLBuilder(Builder):

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, cast
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from rotator.service.generators import Generator, Tokens
-from rotator.service.target import Target
+from rotator.generators import Generator, Tokens
 from rotator.sql.base import Outcome
 from rotator.sql.mysql.load import load_sql, load_values
 from rotator.sql.names import Names, column_of
+from rotator.target import Target
 
 if TYPE_CHECKING:  # the module imports MySQLdb: only for the type checker
     from django.db.backends.mysql.base import DatabaseWrapper as MySQLWrapper

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rotator.workers.faults import Fault, Kind
+from rotator.faults import Fault, Kind
 
 try:
     import MySQLdb

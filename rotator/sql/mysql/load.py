@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rotator.errors import RotatorError
-from rotator.service.target import Target
 from rotator.sql.mysql.errors import LOCAL_INFILE_REFUSED, MySQLdb, error_code
+from rotator.target import Target
 
 
 def hex_field(value: Any) -> str:

@@ -10,10 +10,10 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
-from rotator.service.target import Target
 from rotator.sql.base import Split, positions, sizes_of
 from rotator.sql.mysql.liveness import lock_name
 from rotator.sql.names import Names
+from rotator.target import Target
 
 PLAN_LOCK_SECONDS = 600
 

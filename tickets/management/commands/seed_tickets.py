@@ -7,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from tqdm import tqdm
 
 from rotator.command.progress import TqdmFile
+from rotator.errors import first_line
 from tickets.models import Ticket
 from tickets.seeding import seed
 
@@ -42,9 +43,13 @@ class Command(BaseCommand):
                 disable=not show,
                 file=TqdmFile(self.stderr),
             ) as bar:
-                seed(count, alias, bar.update)
+
+                def advance(rows: int) -> None:
+                    bar.update(rows)
+
+                seed(count, alias, advance)
         except DatabaseError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise CommandError(f"database {alias!r}: {first}") from exc
         if options["verbosity"] >= 1:
             self.stdout.write(f"Seeded {count:,} tickets.")

@@ -22,6 +22,15 @@ from django.db import models
 from rotator.errors import RotatorError
 
 
+def column_of(field: models.Field) -> str:
+    """``field``'s column name; django-stubs types it ``str | None`` (None: no column)."""
+    column = field.column
+    if not isinstance(column, str):
+        # resolve_target() refuses fields without a column of the model's own table.
+        raise AssertionError(f"unreachable: {field!r} has no column")
+    return column
+
+
 @dataclass(frozen=True)
 class Target:
     model: type[models.Model]
@@ -39,6 +48,11 @@ class Target:
     @property
     def pk(self) -> models.Field:
         return self.model._meta.pk
+
+    @property
+    def column(self) -> str:
+        """The rotated column's name in the database."""
+        return column_of(self.field)
 
     @property
     def unique(self) -> bool:
@@ -145,7 +159,10 @@ def is_unique(model: type[models.Model], field: models.Field) -> bool:
     """True if ``unique=True``, ``unique_together`` or any ``UniqueConstraint`` covers it."""
     if field.unique:
         return True
-    meta = model._meta.concrete_model._meta
+    concrete = model._meta.concrete_model
+    if concrete is None:
+        raise AssertionError("unreachable: a model always has a concrete model")
+    meta = concrete._meta
     names = {field.name, field.attname}
     if any(names & set(together) for together in meta.unique_together):
         return True
@@ -155,7 +172,7 @@ def is_unique(model: type[models.Model], field: models.Field) -> bool:
         if names & set(constraint.fields):
             return True
         for expression in constraint.expressions:
-            refs = getattr(expression, "flatten", lambda: [])()
-            if any(isinstance(e, models.F) and e.name in names for e in refs):
+            refs: list[Any] = list(getattr(expression, "flatten", lambda: [])())
+            if any(isinstance(e, models.F) and getattr(e, "name", None) in names for e in refs):
                 return True
     return False

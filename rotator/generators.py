@@ -25,8 +25,8 @@ from django.db import connections
 from django.utils.module_loading import import_string
 
 from rotator.errors import RotatorError
-from rotator.service.target import Target
-from rotator.service.values import ValueRefused, check_values, native_uuid, packs_uuid4
+from rotator.target import Target
+from rotator.values import ValueRefused, check_values, native_uuid, packs_uuid4
 
 DATABASE = "database"
 

@@ -26,14 +26,14 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
 from rotator.errors import RotatorError
-from rotator.service.target import Target
+from rotator.target import Target
 
 #: A column type that holds at most N characters: ``varchar(32)``, ``char(8)``, ...
 _LIMITED = re.compile(
@@ -152,7 +152,7 @@ def _pre_saver(target: Target, generator: str) -> Callable[[Any], Any]:
         instance.__dict__[field.attname] = value
         recorder = _Recorder(instance, columns)
         try:
-            result = field.pre_save(recorder, False)
+            result = field.pre_save(cast(models.Model, recorder), False)
         except _ReadsColumn:
             result = None
         except Exception as exc:
@@ -183,7 +183,7 @@ def _feeds(target: Target) -> str | None:
         instance.__dict__[other.attname] = ""
         recorder = _Recorder(instance, mine)
         with contextlib.suppress(Exception):
-            other.pre_save(recorder, False)
+            other.pre_save(cast(models.Model, recorder), False)
         if recorder.read:
             return f"{type(other).__name__} {target.model._meta.label}.{other.name}"
     return None
