@@ -17,7 +17,7 @@ venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[demo,test,bench]'
+	$(BIN)/python -m pip install -q -e '.[demo,test,bench,lint]'
 	touch $@
 
 demo: venv

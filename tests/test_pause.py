@@ -105,7 +105,7 @@ def test_status_from_another_terminal_shows_the_live_workers(tickets, spawn):
         held[0],
     )
     assert re.fullmatch(
-        r"  rate: [\d,]+ rows/s \(average since started\); time remaining: \d+:\d\d", lines[2]
+        r"  rate: [\d,]+ rows/s \(average while running\); time remaining: \d+:\d\d", lines[2]
     )
     running = [line for line in lines if line.startswith("    shard ") and ", running," in line]
     assert running and all(line.endswith(", alive") for line in running)

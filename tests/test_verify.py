@@ -198,10 +198,10 @@ def test_fingerprints_are_computed_on_the_server_in_one_statement():
     from django.db import connections
 
     from rotator.sql import builder_for
-    from rotator.store.lifecycle import plan_run
+    from rotator.store.lifecycle import plan
 
     target = token_target()
-    new, _ = plan_run(target, builder_for(connections["default"]), 4, {})
+    new, _ = plan(target, builder_for(connections["default"]), 4, {})
     with CaptureQueriesContext(connection) as queries:
         assert fingerprints.record(target, new) == 100
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]

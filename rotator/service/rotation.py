@@ -325,15 +325,17 @@ def _raise_if_stopped(
     """Raise what ended the session early: an error, a stop, a pause or cancel elsewhere."""
     if not (session.errors or stopper.stopped or session.stopped):
         return
+    reachable = True
     try:
         committed = _reconnecting(options, builder, target, run.rows_done)
     except DatabaseError:  # the server is gone: say what this session saw committed
         committed = min(run.total_rows, initial + session.rotated)
+        reachable = False
     done = f"{committed:,}/{run.total_rows:,} rows of {target.label} rotated"
     resume = f"run {options.resume_hint} again to resume run {run.pk}"
     if session.errors and not stopper.stopped:
         exc = session.errors[0]
-        if isinstance(exc, RotatorError | DatabaseError):
+        if reachable and isinstance(exc, RotatorError | DatabaseError):
             # An error the rotator diagnosed, which resuming must follow: say so in the run.
             # Anything else ends the session as a crash would (the run stays active).
             with contextlib.suppress(DatabaseError):

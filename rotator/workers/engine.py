@@ -344,8 +344,9 @@ async def _watch(session: Session) -> None:
                     progress.set_status(None)
                     waiting = False
         finally:
-            with contextlib.suppress(Exception):
-                await _in_thread(lifecycle.tick, session.run)
+            if not session.errors:  # (an error may be a server that is gone: do not wait)
+                with contextlib.suppress(Exception):
+                    await _in_thread(lifecycle.tick, session.run)
             with contextlib.suppress(Exception):
                 await _in_thread(_close_own, session.job.target.alias)
 
