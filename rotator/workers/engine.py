@@ -61,6 +61,7 @@ class Session:
     stopped: RunStopped | None = None  # the run was paused or cancelled elsewhere
     throttle: Throttle = field(default_factory=Throttle)  # --max-rate, --pause-when
     rotated: int = 0  # rows this session rotated
+    unreachable: bool = False  # a worker gave up reconnecting
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -129,6 +130,7 @@ async def _reconnect(session: Session, worker: int, fault: Fault) -> None:
             await _in_thread(_open, session, worker, True)
         except DatabaseError as exc:
             if time.monotonic() + pause > deadline:
+                session.unreachable = True
                 raise RotatorError(
                     f"the database was unreachable for {session.reconnect_timeout:g} s "
                     f"({first_line(exc)}); every committed batch is kept"
@@ -344,7 +346,7 @@ async def _watch(session: Session) -> None:
                     progress.set_status(None)
                     waiting = False
         finally:
-            if not session.errors:  # (an error may be a server that is gone: do not wait)
+            if not session.unreachable:  # a server that is gone is not waited on once more
                 with contextlib.suppress(Exception):
                     await _in_thread(lifecycle.tick, session.run)
             with contextlib.suppress(Exception):
