@@ -40,8 +40,6 @@ _LIMITED = re.compile(
     r"^\s*(?:varchar|character varying|char|character|nvarchar2?|varchar2|nchar)\s*\((\d+)",
     re.IGNORECASE,
 )
-#: Databases that store a longer value in a varchar(N) column instead of refusing it.
-_LENGTH_NOT_ENFORCED = {"sqlite"}
 #: How many values check_values() makes before anything changes.
 SAMPLES = 4
 
@@ -70,7 +68,9 @@ class ValueCheck:
 
 def length_limit(target: Target, connection: BaseDatabaseWrapper) -> int | None:
     """The most characters the column takes on this database, or None if unbounded there."""
-    if connection.vendor in _LENGTH_NOT_ENFORCED:
+    from rotator.sql import builder_for  # the dialects import this module
+
+    if not builder_for(connection).enforces_length:
         return None
     db_type = target.field.db_type(connection) or ""
     match = _LIMITED.match(db_type)

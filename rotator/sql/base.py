@@ -79,6 +79,8 @@ class Builder:
     vendor = "generic"
     #: False where the database has one writer: workers then take turns.
     concurrent_writers = True
+    #: False where a varchar(N) column stores a longer value instead of refusing it.
+    enforces_length = True
     #: Whether fingerprints, --verify and --leaked can hash values on this server.
     hashes_on_server = False
     #: The driver cursor's placeholder.

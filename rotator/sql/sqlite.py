@@ -27,6 +27,7 @@ CHUNK = 500
 class SQLiteBuilder(Builder):
     vendor = "sqlite"
     concurrent_writers = False
+    enforces_length = False
     hashes_on_server = True
     param = "?"
     temporary = "TEMP TABLE"
