@@ -33,7 +33,7 @@ TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Connections: one per worker thread, one for the command, one for the lock-wait watcher.
-# them warm between batches; max_size bounds --workers (rotator checks it).
+# The pool keeps them warm between batches; max_size bounds --workers (rotator checks it).
 POOL_MAX_SIZE = int(os.environ.get("ROTATOR_POOL_MAX_SIZE", "34"))
 # A wrong address or a server that went down fails in seconds with its own
 # cause (the command probes the server once, directly), not after 30 s of
