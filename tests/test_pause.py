@@ -23,6 +23,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 tickets = test_resume.tickets
 spawn = test_resume.spawn
 WORKERS, BATCH = 4, 2000  # the spawned command's --workers and --batch-size
+#: The spawned run is held to this pace (20 s for the table), so that the operator's
+#: command, a Django start-up of its own, always acts while it runs, however loaded
+#: the machine. Batches stay BATCH rows (--max-rate cuts only above half a second's).
+PACE = ("--max-rate", "10000")
 
 
 def operator(*args: str) -> subprocess.CompletedProcess:
@@ -39,7 +43,7 @@ def operator(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_pause_from_another_terminal_stops_every_worker_within_a_batch(tickets, spawn):
-    child = spawn()
+    child = spawn(*PACE)
     wait_for_rows(child, ROWS // 4)
     paused = operator("--pause")
     assert paused.returncode == 0, paused.stderr
@@ -67,7 +71,7 @@ def test_pause_from_another_terminal_stops_every_worker_within_a_batch(tickets, 
 
 
 def test_cancel_from_another_terminal_stops_the_run_and_undoes_nothing(tickets, spawn):
-    child = spawn()
+    child = spawn(*PACE)
     wait_for_rows(child, ROWS // 4)
     cancelled = operator("--cancel", "--yes")
     assert cancelled.returncode == 0, cancelled.stderr
@@ -90,7 +94,7 @@ def test_cancel_from_another_terminal_stops_the_run_and_undoes_nothing(tickets, 
 
 
 def test_status_from_another_terminal_shows_the_live_workers(tickets, spawn):
-    child = spawn()
+    child = spawn(*PACE)
     wait_for_rows(child, ROWS // 5)
     shown = operator("--status", "-v", "2")
     assert shown.returncode == 0, shown.stderr
