@@ -325,12 +325,15 @@ def _raise_if_stopped(
     """Raise what ended the session early: an error, a stop, a pause or cancel elsewhere."""
     if not (session.errors or stopper.stopped or session.stopped):
         return
-    reachable = True
-    try:
-        committed = _reconnecting(options, builder, target, run.rows_done)
-    except DatabaseError:  # the server is gone: say what this session saw committed
-        committed = min(run.total_rows, initial + session.rotated)
-        reachable = False
+    # A server that is gone (a worker gave up reconnecting) is not asked again: say what
+    # this session saw committed.
+    reachable = not session.unreachable
+    committed = min(run.total_rows, initial + session.rotated)
+    if reachable:
+        try:
+            committed = _reconnecting(options, builder, target, run.rows_done)
+        except DatabaseError:
+            reachable = False
     done = f"{committed:,}/{run.total_rows:,} rows of {target.label} rotated"
     resume = f"run {options.resume_hint} again to resume run {run.pk}"
     if session.errors and not stopper.stopped:
