@@ -174,12 +174,16 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# Redis redelivers an unacknowledged task of a lost worker after this many seconds.
-# A running task that outlives it is delivered again too: harmless (the duplicate
-# finds its shards held and ends), so it can be short. RabbitMQ needs none: it
-# redelivers when the lost worker's connection closes.
+# Redis redelivers an unacknowledged task of a lost worker node after this many
+# seconds (meanwhile the follow-up tasks of rotator/tasks take over its shards); a
+# task running longer is delivered again too, which is harmless (the duplicate works
+# shards nobody holds, or ends). RabbitMQ redelivers when the lost node's connection
+# closes.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "300"))
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
 }
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Fields the admin may start a rotation of (rotator/admin_control.py).
+ROTATOR_TARGETS = ["tickets.Ticket.token"]
+LOGGING["loggers"]["rotator.tasks"] = {"level": "INFO"}
