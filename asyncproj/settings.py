@@ -186,4 +186,5 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Fields the admin may start a rotation of (rotator/admin_control.py).
 ROTATOR_TARGETS = ["tickets.Ticket.token"]
-LOGGING["loggers"]["rotator.tasks"] = {"level": "INFO"}
+# What each task did (one line when it ends) in the worker's log.
+LOGGING["loggers"]["rotator.tasks"] = {"level": "INFO"}  # type: ignore[index]

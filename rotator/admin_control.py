@@ -82,8 +82,10 @@ class StartForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["target"].choices = [(label, label) for label in registered_targets()]
-        self.fields["database"].choices = [(alias, alias) for alias in settings.DATABASES]
+        for name, values in (("target", registered_targets()), ("database", settings.DATABASES)):
+            field = self.fields[name]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = [(value, value) for value in values]
 
 
 class ControlMixin(admin.ModelAdmin):
