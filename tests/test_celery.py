@@ -9,6 +9,7 @@ for the command. Once on Redis and once on RabbitMQ.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -91,8 +92,6 @@ def test_a_worker_killed_mid_run_costs_only_its_batch(workers: Fleet):
     # A process of a worker this test started (a pool child), found through its shard.
     assert victim in workers.children()
     killed_at = Run.objects.get().rows_done()
-    import os
-
     os.kill(victim, signal.SIGKILL)
 
     def changed() -> str | None:
@@ -144,14 +143,9 @@ def test_pause_and_resume_an_enqueued_run(workers: Fleet, own_tmp: Path):
 
     resumed = workers.manage(*ENQUEUE, "--wait")
     assert resumed.returncode == 0, resumed.stderr
-    lines = resumed.stdout.splitlines()
-    assert lines[0].startswith(
-        f"Resuming paused run {Run.objects.get().pk} of tickets.Ticket.token"
-    )
-    assert (
-        lines[-1]
-        == f"Run {Run.objects.get().pk} finished: 200,000/200,000 rows of tickets.Ticket.token rotated."
-    )
+    lines, pk = resumed.stdout.splitlines(), Run.objects.get().pk
+    assert lines[0].startswith(f"Resuming paused run {pk} of tickets.Ticket.token: ")
+    assert lines[-1] == f"Run {pk} finished: 200,000/200,000 rows of tickets.Ticket.token rotated."
     tally = counting.tally()
     assert tally.exact and tally.finished and tally.rotated == ROWS
     assert counting.histogram() == {1: ROWS}
