@@ -14,6 +14,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from rotator.models import Run, Shard
 from tests import counting
 from tests.celery_workers import BROKERS, TIMEOUT, Fleet, fleet, reachable
 from tests.conftest import fill, run
+from tests.environment import need
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -41,11 +43,12 @@ ENQUEUE = (
 
 @pytest.fixture(params=sorted(BROKERS))
 def workers(request, own_tmp: Path, counted: None) -> Iterator[Fleet]:
-    pytest.importorskip("celery")
+    if find_spec("celery") is None:
+        need("celery", "needs the celery extra: pip install -e '.[celery]'")
     url = BROKERS[request.param]
     why = reachable(url)
     if why is not None:
-        pytest.fail(f"the {request.param} broker at {url} is not reachable ({why}); see .ci/run")
+        need("celery", f"needs the {request.param} broker at {url} ({why}); see .ci/run")
     fill(ROWS)
     with fleet(url, own_tmp) as running:
         running.start(2, concurrency=2)
