@@ -54,6 +54,7 @@ def enqueue(run: Run, workers: int) -> str:
     """Send ``workers`` tasks for ``run``; a sentence saying what was done, or why not."""
     from rotator import tasks  # loads the queue's client only when it is used
 
+    workers = queueing.task_count(run.database, workers)
     try:
         tasks.enqueue(run.pk, run.database, workers, {})
     except RotatorError as exc:
@@ -84,7 +85,8 @@ class StartForm(forms.Form):
         super().__init__(*args, **kwargs)
         for name, values in (("target", registered_targets()), ("database", settings.DATABASES)):
             field = self.fields[name]
-            assert isinstance(field, forms.ChoiceField)
+            if not isinstance(field, forms.ChoiceField):
+                raise AssertionError("unreachable")
             field.choices = [(value, value) for value in values]
 
 

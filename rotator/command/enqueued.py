@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db import connections
+
 from rotator.command.console import Console
 from rotator.command.progress import Stream
 from rotator.errors import ExitStatus, Interrupted, RotatorError
@@ -21,9 +23,14 @@ def enqueue_and_report(
     run = queueing.prepare(target, options, console)
     if run is None:
         return
-    queueing_options = queueing.task_options(options)
-    enqueue(run.pk, target.alias, options.workers, queueing_options)
-    tasks = f"{options.workers} worker task{'s' if options.workers != 1 else ''}"
+    count = queueing.task_count(target.alias, options.workers)
+    if count < options.workers:
+        console.note(
+            f"{connections[target.alias].display_name} has a single writer: enqueuing one "
+            f"worker task, not {options.workers}."
+        )
+    enqueue(run.pk, target.alias, count, queueing.task_options(options))
+    tasks = f"{count} worker task{'s' if count != 1 else ''}"
     console.note(
         f"Enqueued {tasks} on {name} for run {run.pk} of {target.label}. "
         f"Follow it with: {command} --status"

@@ -117,6 +117,12 @@ def prepare(target: Target, options: Options, events: Events | None = None) -> R
     return run
 
 
+def task_count(alias: str, workers: int) -> int:
+    """How many tasks to send for ``workers``: one where the database has a single writer
+    (SQLite), as rotate() runs one worker there."""
+    return workers if builder_for(connections[alias]).concurrent_writers else 1
+
+
 def builder_for_target(target: Target) -> Builder:
     return builder_for(connections[target.alias])
 
