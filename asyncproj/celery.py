@@ -2,7 +2,8 @@
 
 Settings come from Django's (``CELERY_*``, see asyncproj/settings.py); the
 broker from ``CELERY_BROKER_URL`` (default: Redis at 127.0.0.1:6379/0).
-``rotator.tasks`` is found by autodiscovery.
+``rotator.tasks`` is found by autodiscovery. The command loads this app only
+for ``--enqueue`` (settings.ROTATOR_CELERY_APP), not at every start.
 """
 
 from __future__ import annotations

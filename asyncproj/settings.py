@@ -165,6 +165,9 @@ STATIC_ROOT = BASE_DIR / ".data" / "static"
 # Rotations on the task queue (`--enqueue`, the admin's Start and Resume): Celery
 # (`celery -A asyncproj worker`) or Django's Tasks framework (settings.TASKS).
 ROTATOR_TASK_BACKEND = os.environ.get("ROTATOR_TASK_BACKEND", "celery")
+# The Celery app --enqueue sends with, loaded only then (importing Celery takes
+# a second or more, which every other manage.py command would pay).
+ROTATOR_CELERY_APP = "asyncproj.celery.app"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 # The queue carries "work on run R"; the database holds the results (the run itself).
 CELERY_TASK_IGNORE_RESULT = True

@@ -14,6 +14,8 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from rotator.errors import first_line
 from rotator.models import Run
@@ -53,5 +55,10 @@ def follow_up(outcome: Outcome) -> bool:
 
 
 def send(run_id: int, database: str, count: int, carried: dict[str, Any]) -> None:
+    # The project's app, if the settings name it (else the current one, which a project
+    # that imports its app in its package __init__, as Celery's docs do, has set).
+    path = getattr(settings, "ROTATOR_CELERY_APP", None)
+    if path:
+        import_string(path)
     for _ in range(count):
         work.apply_async((run_id, database, carried))
