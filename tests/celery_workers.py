@@ -146,8 +146,10 @@ class Fleet:
                 channel.queue_delete(self.queue)
             if self.broker.startswith("redis"):
                 client = channel.client
-                for key in ("unacked", "unacked_index"):  # db 5 is this suite's own
-                    client.delete(key)
+                # db 5 is this suite's own: the unacked bookkeeping and this queue's bindings.
+                client.delete("unacked", "unacked_index")
+                client.delete(f"_kombu.binding.{self.queue}")
+                client.delete(f"_kombu.binding_permanent.{self.queue}")
 
 
 @contextlib.contextmanager
