@@ -161,3 +161,33 @@ TEMPLATES = [
 ]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".data" / "static"
+
+# Rotations on the task queue (`--enqueue`, the admin's Start and Resume): Celery
+# (`celery -A asyncproj worker`) or Django's Tasks framework (settings.TASKS).
+ROTATOR_TASK_BACKEND = os.environ.get("ROTATOR_TASK_BACKEND", "celery")
+# The Celery app --enqueue sends with, loaded only then (importing Celery takes
+# a second or more, which every other manage.py command would pay).
+ROTATOR_CELERY_APP = "asyncproj.celery.app"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# The queue carries "work on run R"; the database holds the results (the run itself).
+CELERY_TASK_IGNORE_RESULT = True
+# A rotation task runs for minutes to hours: a worker takes one at a time, so that
+# the other tasks go to idle workers, and acknowledges it when it ends (acks_late
+# on the task), so a lost worker's task is delivered again.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Redis redelivers an unacknowledged task of a lost worker node after this many
+# seconds (meanwhile the follow-up tasks of rotator/tasks take over its shards); a
+# task running longer is delivered again too, which is harmless (the duplicate works
+# shards nobody holds, or ends). RabbitMQ redelivers when the lost node's connection
+# closes.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+}
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Fields the admin may start a rotation of (rotator/admin_control.py).
+ROTATOR_TARGETS = ["tickets.Ticket.token"]
+# What each task did (one line when it ends) in the worker's log.
+LOGGING["loggers"]["rotator.tasks"] = {"level": "INFO"}  # type: ignore[index]

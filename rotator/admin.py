@@ -1,7 +1,9 @@
-"""The Django admin for rotation runs: progress, rate, time remaining; pause, resume, cancel.
+"""The Django admin for rotation runs: progress, rate, time remaining, the error of an
+errored run; pause, resume, cancel and start (admin_control.py: they need
+``rotator.control_run``; resume and start enqueue worker tasks).
 
-Everything is read-only: runs change only through the engine and the three
-actions, which set the run's state exactly like ``--pause`` and ``--cancel``.
+Everything is read-only: runs change only through the engine and the actions,
+which set the run's state exactly like ``--pause`` and ``--cancel``.
 Runs are not deleted here (a run can own millions of fingerprints, which the
 admin's delete page would list one by one): use ``--purge DAYS``.
 """
@@ -10,15 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from rotator.admin_control import ControlMixin, status_of
 from rotator.models import Run, Shard
-from rotator.service.status import RunStatus, run_status
-from rotator.store import lifecycle
 from rotator.text import format_duration
 
 COLOURS = {
@@ -31,13 +32,7 @@ COLOURS = {
 }
 
 
-def _status(run: Run) -> RunStatus:
-    cached = getattr(run, "_rotator_status", None)
-    if cached is None:
-        now = getattr(run, "db_now", None) or lifecycle.database_now(run._state.db or "default")
-        cached = run_status(run, now)
-        run._rotator_status = cached  # type: ignore[attr-defined]
-    return cached
+_status = status_of
 
 
 class ShardInline(admin.TabularInline):
@@ -70,7 +65,7 @@ class ShardInline(admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ControlMixin):
     list_display = (
         "id",
         "target",
@@ -86,7 +81,7 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ("state",)
     ordering = ("-id",)
     inlines = (ShardInline,)
-    actions = ("pause_runs", "resume_runs", "cancel_runs")
+    change_list_template = "admin/rotator/run/change_list.html"
     readonly_fields = (
         "target",
         "run_state",
@@ -96,6 +91,7 @@ class RunAdmin(admin.ModelAdmin):
         "time_remaining",
         "holders",
         "stop_reason",
+        "error",
         "table",
         "column",
         "database",
@@ -125,9 +121,15 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="state")
     def run_state(self, run: Run) -> str:
         status = _status(run)
-        if status.stop_reason:
-            return format_html("{}<br><small>{}</small>", status.state, status.stop_reason)
+        why = status.error or status.stop_reason
+        if why:
+            return format_html("{}<br><small>{}</small>", status.state, why)
         return status.state
+
+    @admin.display(description="error")
+    def error(self, run: Run) -> str:
+        """What stopped an errored run (class and one line; never a value)."""
+        return _status(run).error or "-"
 
     @admin.display(description="progress")
     def progress(self, run: Run) -> str:
@@ -166,34 +168,3 @@ class RunAdmin(admin.ModelAdmin):
             for h in _status(run).holders
         ]
         return "; ".join(held) or "-"
-
-    def _act(self, request: HttpRequest, runs: QuerySet[Run], verb: str, change: Any) -> None:
-        moved = [run.pk for run in runs if change(run)]
-        skipped = len(runs) - len(moved)
-        if moved:
-            ids = ", ".join(str(pk) for pk in moved)
-            self.message_user(request, f"{verb} run{'s' if len(moved) > 1 else ''} {ids}.")
-        if skipped:
-            self.message_user(
-                request,
-                f"{skipped} selected run{'s were' if skipped > 1 else ' was'} not {verb.lower()}: "
-                "only active runs pause, paused runs resume, unfinished runs cancel.",
-                level=messages.WARNING,
-            )
-
-    def _by(self, request: HttpRequest) -> str:
-        return f"admin user {request.user.get_username()!r}"
-
-    @admin.action(description="Pause the selected runs (workers stop after their batch)")
-    def pause_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        by = self._by(request)
-        self._act(request, queryset, "Paused", lambda run: lifecycle.pause(run, by))
-
-    @admin.action(description="Resume the selected runs (clear the pause)")
-    def resume_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._act(request, queryset, "Resumed", lifecycle.resume)
-
-    @admin.action(description="Cancel the selected runs (rotated rows stay rotated)")
-    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        by = self._by(request)
-        self._act(request, queryset, "Cancelled", lambda run: lifecycle.cancel(run, by))

@@ -59,6 +59,9 @@ class Run(models.Model):
                 name="rotator_one_unfinished_run_per_column",
             )
         ]
+        # Viewing runs (view_run) is not controlling them: the admin's pause, resume,
+        # cancel and start need this (rotator/admin.py).
+        permissions = [("control_run", "Can start, pause, resume and cancel rotation runs")]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.target}"

@@ -128,3 +128,72 @@ def test_watch_a_rotation_move_and_pause_it(browser, live_server, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def log_in(driver, live_server, username: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{live_server.url}/admin/login/?next=/admin/rotator/run/")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys("pw-for-tests")
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    driver.find_element(By.ID, "result_list")
+
+
+def test_a_view_only_user_cannot_act_and_cancel_asks_first(browser, live_server):
+    from django.contrib.auth.models import Permission
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.support import interrupted_run
+
+    fill(200)
+    stopped = interrupted_run(workers=1, batch_size=20, committed=1)
+    viewer = User.objects.create_user("viewer", "v@example.com", "pw-for-tests", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_run"))
+    User.objects.create_superuser("operator", "op@example.com", "pw-for-tests")
+
+    log_in(browser, live_server, "viewer")
+    browser.implicitly_wait(0)
+    assert browser.find_elements(By.NAME, "action") == []
+    assert browser.find_elements(By.NAME, "_selected_action") == []
+    assert browser.find_elements(By.LINK_TEXT, "Start a rotation") == []
+    # A crafted POST with the viewer's own CSRF token: the list again, nothing changed.
+    for action in ("pause_runs", "cancel_runs", "resume_runs"):
+        browser.execute_script(
+            """
+            const form = document.createElement("form");
+            form.method = "post";
+            const fields = {action: arguments[0], _selected_action: arguments[1], index: "0",
+                            post: "yes",
+                            csrfmiddlewaretoken: document.cookie.match(/csrftoken=([^;]+)/)[1]};
+            for (const [name, value] of Object.entries(fields)) {
+                const input = document.createElement("input");
+                input.name = name; input.value = value; form.appendChild(input);
+            }
+            document.body.appendChild(form);
+            form.submit();
+            """,
+            action,
+            str(stopped.pk),
+        )
+        wait_for(lambda: browser.find_elements(By.ID, "result_list"), "the run list")
+        assert browser.find_elements(By.CLASS_NAME, "messagelist") == []
+    after = Run.objects.get(pk=stopped.pk)
+    assert (after.state, after.stop_reason) == (Run.State.ACTIVE, "")
+    browser.implicitly_wait(5)
+
+    log_in(browser, live_server, "operator")
+    browser.find_element(
+        By.CSS_SELECTOR, f"input[name=_selected_action][value='{stopped.pk}']"
+    ).click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("cancel_runs")
+    browser.find_element(By.NAME, "index").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Cancel these runs?"
+    assert f"Run {stopped.pk} of tickets.Ticket.token" in browser.page_source
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE  # asked, not done
+    browser.find_element(By.CSS_SELECTOR, "input[value='Yes, cancel these runs']").click()
+    messages = browser.find_element(By.CLASS_NAME, "messagelist").text
+    assert f"Cancelled run {stopped.pk}." in messages
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.ABANDONED

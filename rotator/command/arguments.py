@@ -58,6 +58,7 @@ def add_arguments(parser: CommandParser, *, field: bool) -> None:
     _add_rotation(parser)
     _add_pacing(parser)
     _add_actions(parser)
+    _add_queueing(parser)
 
 
 def _add_rotation(parser: CommandParser) -> None:
@@ -228,6 +229,22 @@ def _add_actions(parser: CommandParser) -> None:
         "--yes",
         action="store_true",
         help="Confirm --restart of an unfinished run, or --cancel, without being asked.",
+    )
+
+
+def _add_queueing(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--enqueue",
+        action="store_true",
+        help="Plan or resume the run here, send --workers tasks to the task queue "
+        "(settings.ROTATOR_TASK_BACKEND: celery or django_tasks) to work it, print the run id "
+        "and exit 0 at once; follow it with --status.",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="With --enqueue: follow the run with the progress display until it ends; the "
+        "exit status says how (Ctrl-C stops following, not the run).",
     )
 
 

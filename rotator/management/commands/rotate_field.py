@@ -83,6 +83,9 @@ class Command(BaseCommand):
         """An operator's flag, or a rotation."""
         action = actions.chosen(options)
         actions.check_combination(options, action)
+        if action is not None and (options["enqueue"] or options["wait"]):
+            flag = "--enqueue" if options["enqueue"] else "--wait"
+            raise RotatorError(f"--{action} cannot be combined with {flag}; run them one at a time")
         if action is not None:
             actions.perform(action, target, options, self.stdout, self.command_line(target))
             return
@@ -94,6 +97,9 @@ class Command(BaseCommand):
             return
         if options["restart"] and not options["dry_run"]:
             actions.confirm_restart(target, options["yes"])
+        if options["enqueue"] or options["wait"]:
+            self.enqueue(target, options)
+            return
         resume = resume_command(self.name, self.command_line(target))
         rotate_and_report(
             target,
@@ -101,6 +107,22 @@ class Command(BaseCommand):
             self.stdout,
             self.stderr,
             SignalStopper(),
+        )
+
+    def enqueue(self, target: Target, options: dict[str, Any]) -> None:
+        """--enqueue [--wait]: the run on the task queue."""
+        if not options["enqueue"]:
+            raise RotatorError("--wait goes with --enqueue; add --enqueue or drop --wait")
+        # Imported here: it loads the task queue's client (Celery), which nothing else needs.
+        from rotator.command.enqueued import enqueue_and_report
+
+        enqueue_and_report(
+            target,
+            arguments.options_from(options, tty=self.stderr.isatty(), resume_hint="--enqueue"),
+            options["wait"],
+            self.command_line(target),
+            self.stdout,
+            self.stderr,
         )
 
     @property
