@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from importlib import import_module
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from importlib import import_module
 from typing import Any
 
 from django.db import connections
