@@ -69,6 +69,8 @@ class Run(models.Model):
 
     @property
     def target(self) -> str:
+        if self.options.get("operation") == "revoke":  # revoke_rows: rows, not a field
+            return f"{self.model} (revoke_rows)"
         return f"{self.model}.{self.field}"
 
     def rows_done(self) -> int:

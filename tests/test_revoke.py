@@ -210,3 +210,18 @@ def test_a_bad_flag_combination_changes_nothing(tmp_path):
         "--leaked file holds"
     )
     assert Token.objects.count() == 3
+
+
+def test_a_revocation_is_a_run_in_the_admin(client, tmp_path):
+    keys = make_tokens(150)
+    path = dump(tmp_path / "dump.txt", keys[:100])
+    command("revoke_rows", "authtoken.Token", "--leaked", path, "--workers", "1")
+    User.objects.create_superuser("operator", "op@example.com", "pw-for-tests")
+    client.login(username="operator", password="pw-for-tests")
+    page = client.get("/admin/rotator/run/").content.decode()
+    assert "authtoken.Token (revoke_rows)" in page
+    assert "100/100" in page and "finished" in page
+    run = Run.objects.get()
+    page = client.get(f"/admin/rotator/run/{run.pk}/change/").content.decode()
+    assert page.count('<td class="field-rows_planned">') == 4
+    assert not any(key in page for key in keys)
