@@ -157,6 +157,8 @@ def import_attribute(spec: str) -> Any:
             found: Any = import_module(".".join(parts[:cut]))
         except ImportError:
             continue
+        if not hasattr(found, parts[cut]):
+            break  # nothing of the path is there: import_string's message says it best
         try:
             for name in parts[cut:]:
                 found = getattr(found, name)

@@ -102,13 +102,14 @@ def plan(
     builder: Builder,
     shards: int,
     options: dict[str, Any],
-    make: Callable[[Target, Builder, int], Plan] = make_plan,
+    make: Callable[[Target, Builder, int], Plan] | None = None,
 ) -> tuple[Run | None, bool]:
     """Plan and store a new active run, or join the one another process planned meanwhile.
 
     Returns ``(None, False)`` for an empty table: there is nothing to rotate and
     no run is stored. A second planner waits for the first (the builder's plan
-    lock) and then joins its run instead of planning again.
+    lock) and then joins its run instead of planning again. ``make`` cuts the shards
+    (default ``make_plan``; a revocation copies its keys first, in this transaction).
     """
     connection = connections[target.alias]
     try:
@@ -117,7 +118,7 @@ def plan(
             run = active_run(target)
             if run is not None:
                 return run, False
-            made = make(target, builder, shards)
+            made = (make or make_plan)(target, builder, shards)
             if made.high_water is None:
                 return None, False
             run = Run.objects.using(target.alias).create(
