@@ -91,21 +91,7 @@ class Command(BaseCommand):
             help="Confirm revoking every row (no --leaked), or --cancel, without being asked.",
         )
         arguments._add_pacing(parser)
-        group = parser.add_mutually_exclusive_group()
-        group.add_argument(
-            "--status", action="store_true", help="Print every revocation run of the model."
-        )
-        group.add_argument(
-            "--pause",
-            action="store_true",
-            help="Pause the unfinished revocation: workers stop after their batch (exit "
-            f"status {int(ExitStatus.PAUSED)}); run the command again to resume.",
-        )
-        group.add_argument(
-            "--cancel",
-            action="store_true",
-            help="Abandon the unfinished revocation (deleted rows stay deleted). Asks first.",
-        )
+        _add_actions(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
@@ -203,6 +189,24 @@ class Command(BaseCommand):
 
     def command_line(self, target: RevokeTarget) -> str:
         return revoke_command(target.model, target.alias)
+
+
+def _add_actions(parser: CommandParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--status", action="store_true", help="Print every revocation run of the model."
+    )
+    group.add_argument(
+        "--pause",
+        action="store_true",
+        help="Pause the unfinished revocation: workers stop after their batch (exit "
+        f"status {int(ExitStatus.PAUSED)}); run the command again to resume.",
+    )
+    group.add_argument(
+        "--cancel",
+        action="store_true",
+        help="Abandon the unfinished revocation (deleted rows stay deleted). Asks first.",
+    )
 
 
 def _check_combination(options: dict[str, Any], action: str | None) -> None:
