@@ -3,13 +3,15 @@
 20,000 DRF tokens, 15,000 of them in a leaked dump: ``manage.py revoke_rows
 authtoken.Token --leaked dump.txt`` runs in a child process (the demo project
 with DRF installed, tests/apps_settings.py), is killed with SIGKILL part-way,
-and is run again to the end. Exactly the 15,000 are gone, the 5,000 others
-still authenticate through DRF's TokenAuthentication, and ``rotate_field
-authtoken.Token.key --leaked dump.txt`` reports 0 and exits 0.
+stopped with Ctrl-C (SIGINT) part-way, and run again to the end. Exactly the
+15,000 are gone, the 5,000 others still authenticate through DRF's
+TokenAuthentication, and ``rotate_field authtoken.Token.key --leaked
+dump.txt`` reports 0 and exits 0.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -85,10 +87,31 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     # The checkpoints are exact: what they say was revoked is what is gone.
     assert Token.objects.count() == TOKENS - at_kill
 
+    # Ctrl-C: in-flight batches commit, the line to resume with is printed, exit 130.
+    interrupted = spawn(str(path), tmp_path / "interrupted.out")
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while revoked() < at_kill + 2_000:
+            assert interrupted.poll() is None, (tmp_path / "interrupted.out").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        interrupted.send_signal(signal.SIGINT)
+        assert interrupted.wait(TIMEOUT) == 130
+    finally:
+        if interrupted.poll() is None:
+            interrupted.kill()
+    at_sigint = revoked()
+    assert Token.objects.count() == TOKENS - at_sigint
+    assert re.search(
+        rf"Interrupted by SIGINT: {at_sigint:,}/15,000 planned rows of authtoken\.Token "
+        r"revoked; run `.*revoke_rows authtoken\.Token --leaked .*` again to resume run \d+",
+        (tmp_path / "interrupted.out").read_text(),
+    )
+
     again = spawn(str(path), tmp_path / "second.out")
     assert again.wait(TIMEOUT) == 0, (tmp_path / "second.out").read_text()
     output = (tmp_path / "second.out").read_text()
-    assert f"{at_kill:,}/15,000 planned rows already revoked." in output
+    assert f"{at_sigint:,}/15,000 planned rows already revoked." in output
     assert "run" in output and "finished." in output
 
     assert sorted(Token.objects.values_list("key", flat=True)) == sorted(kept)
