@@ -225,3 +225,33 @@ def test_a_revocation_is_a_run_in_the_admin(client, tmp_path):
     page = client.get(f"/admin/rotator/run/{run.pk}/change/").content.decode()
     assert page.count('<td class="field-rows_planned">') == 4
     assert not any(key in page for key in keys)
+
+
+def test_knox_tokens_and_api_keys_are_revoked_by_their_stored_hashes(tmp_path):
+    from knox.auth import TokenAuthentication as KnoxAuthentication
+    from knox.models import AuthToken
+    from rest_framework_api_key.models import APIKey
+
+    user = User.objects.create(username="owner")
+    tokens = [AuthToken.objects.create(user=user)[1] for _ in range(12)]
+    digests = list(AuthToken.objects.order_by("created").values_list("digest", flat=True))
+    keys = [APIKey.objects.create_key(name=f"key {i}") for i in range(9)]
+    command("revoke_rows", "knox.AuthToken", "--leaked", dump(tmp_path / "d", digests[:8]))
+    ids = [api_key.id for api_key, _ in keys]
+    command(
+        "revoke_rows", "rest_framework_api_key.APIKey", "--leaked", dump(tmp_path / "k", ids[:5])
+    )
+    assert sorted(AuthToken.objects.values_list("digest", flat=True)) == sorted(digests[8:])
+    assert sorted(APIKey.objects.values_list("id", flat=True)) == sorted(ids[5:])
+
+    def knox_user(token: str) -> User | None:
+        request = RequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {token}")
+        try:
+            return KnoxAuthentication().authenticate(request)[0]
+        except AuthenticationFailed:
+            return None
+
+    assert [knox_user(t) for t in tokens].count(user) == 4
+    assert [knox_user(t) for t in tokens].count(None) == 8
+    assert all(APIKey.objects.is_valid(secret) for _, secret in keys[5:])
+    assert not any(APIKey.objects.is_valid(secret) for _, secret in keys[:5])
