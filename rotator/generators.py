@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from importlib import import_module
 from typing import Any
 
 from django.db import connections
@@ -137,14 +138,44 @@ def resolve_generator(target: Target, spec: str | None) -> Generator:
     return generator
 
 
+def import_attribute(spec: str) -> Any:
+    """What a dotted path names: a module's attribute, or a class's attribute at any depth.
+
+    ``import_string`` imports everything before the last dot as a module, so
+    ``rest_framework.authtoken.models.Token.generate_key`` fails ("models is not a
+    package"). Then the longest importable prefix is the module and the rest is
+    looked up with getattr: a classmethod or staticmethod comes out callable with
+    no arguments, like any other generator.
+    """
+    try:
+        return import_string(spec)
+    except ImportError as exc:
+        error = exc
+    parts = spec.split(".")
+    for cut in range(len(parts) - 2, 0, -1):
+        try:
+            found: Any = import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        if not hasattr(found, parts[cut]):
+            break  # nothing of the path is there: import_string's message says it best
+        try:
+            for name in parts[cut:]:
+                found = getattr(found, name)
+        except AttributeError:
+            raise RotatorError(
+                f"--generator {spec!r} cannot be imported: {'.'.join(parts[:cut])!r} has no "
+                f"attribute {'.'.join(parts[cut:])!r}"
+            ) from None
+        return found
+    raise RotatorError(f"--generator {spec!r} cannot be imported: {error}") from None
+
+
 def _resolve(target: Target, spec: str | None) -> Generator:
     if spec == DATABASE:
         return Generator(DATABASE, None)
     if spec:
-        try:
-            func = import_string(spec)
-        except ImportError as exc:
-            raise RotatorError(f"--generator {spec!r} cannot be imported: {exc}") from None
+        func = import_attribute(spec)
         if not callable(func):
             raise RotatorError(f"--generator {spec!r} is not callable")
         return Generator(spec, func)

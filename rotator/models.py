@@ -72,6 +72,8 @@ class Run(models.Model):
 
     @property
     def target(self) -> str:
+        if self.options.get("operation") == "revoke":  # revoke_rows: rows, not a field
+            return f"{self.model} (revoke_rows)"
         return f"{self.model}.{self.field}"
 
     def rows_done(self) -> int:
@@ -151,3 +153,25 @@ class Fingerprint(models.Model):
 
 #: States a run can be resumed from; at most one such run per table and column.
 UNFINISHED = (Run.State.ACTIVE, Run.State.PAUSED, Run.State.ERRORED)
+
+
+class RevocationKey(models.Model):
+    """One row a revocation plans to delete: its key, numbered in key order.
+
+    ``revoke_rows`` copies the keys of the rows it will delete here when it plans
+    (one INSERT ... SELECT on the server: the keys never leave the database) and
+    its shards are ranges of ``seq``. So cursors, shard bounds and every bind
+    parameter are row numbers, never keys, which may be the secrets themselves
+    (a DRF token, a session key); and rows created after the plan (new sessions)
+    are never deleted. The keys are deleted with their run's end.
+    """
+
+    snapshot = models.CharField(max_length=32, help_text="Run.options['snapshot'].")
+    seq = models.BigIntegerField(help_text="1, 2, ... in key order.")
+    key = models.TextField(help_text="The row's primary key, as the database's text.")
+
+    class Meta:
+        indexes = [models.Index(fields=["snapshot", "seq"], name="rotator_revocation_seq")]
+
+    def __str__(self) -> str:
+        return f"row {self.seq} of revocation {self.snapshot}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
 
 from rotator.errors import RotatorError
 
@@ -55,6 +55,11 @@ class Target:
         return column_of(self.field)
 
     @property
+    def run_column(self) -> str:
+        """What the run store keys this target's runs on, with the table (Run.column)."""
+        return self.column
+
+    @property
     def unique(self) -> bool:
         """Whether some unique constraint covers the column (new values can then collide)."""
         return is_unique(self.model, self.field)
@@ -73,7 +78,15 @@ class Target:
         return None if text is None else self.pk.to_python(text)
 
 
-def resolve_target(label: str, alias: str) -> Target:
+def revoke_command(model: type[models.Model], alias: str) -> str:
+    """The revoke_rows command line for ``model`` (without --leaked)."""
+    database = "" if alias == DEFAULT_DB_ALIAS else f" --database {alias}"
+    return f"python manage.py revoke_rows {model._meta.label}{database}"
+
+
+def resolve_target(label: str, alias: str, key: bool = False) -> Target:
+    """The rotation target ``label``; ``key``: the primary key is accepted (for the flags
+    that only read, --leaked and --status)."""
     parts = label.split(".")
     if len(parts) != 3 or not all(parts):
         raise RotatorError(f"{label!r} is not a model field; expected app_label.Model.field")
@@ -91,6 +104,13 @@ def resolve_target(label: str, alias: str) -> Target:
         raise RotatorError(
             f"{model._meta.label} has no field {field_name!r}; expected app_label.Model.field"
         ) from None
+    if field.primary_key and not key:
+        command = revoke_command(model, alias)
+        raise RotatorError(
+            f"{label!r} is the primary key, which cannot be rotated in place; where the key is "
+            f"the secret (a token, a session key), revoke the rows instead: {command} "
+            f"--leaked FILE (or every row: {command})"
+        )
     _check_column(label, model, field)
     pk = model._meta.pk
     if (
@@ -120,13 +140,11 @@ def _check_column(label: str, model: type[models.Model], field: Any) -> None:
             f"{label!r} lives on the parent table {field.model._meta.db_table!r}; "
             f"rotate {parent!r} instead (it covers every {model._meta.label} row)"
         )
-    if field.primary_key:
-        raise RotatorError(f"{label!r} is the primary key; rotate a secret column, not the key")
     if _is_array(field):
         raise RotatorError(
             f"{label!r} is an {type(field).__name__}; rotator rotates one value per row, not arrays"
         )
-    referenced = _referenced_by(field)
+    referenced = None if field.primary_key else _referenced_by(field)
     if referenced:
         raise RotatorError(
             f"{label!r} is referenced by {referenced} (to_field={field.name!r}); new values "
@@ -176,3 +194,107 @@ def is_unique(model: type[models.Model], field: models.Field) -> bool:
             if any(isinstance(e, models.F) and getattr(e, "name", None) in names for e in refs):
                 return True
     return False
+
+
+#: Run.column of a revocation: no real column has this name, so a revocation and a
+#: rotation of the same table never clash (one unfinished run per table and column).
+REVOKE_COLUMN = "<revoke_rows>"
+
+
+@dataclass(frozen=True)
+class RevokeTarget(Target):
+    """The rows of a model to revoke (delete), matched on ``field`` (default: the key)."""
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+    @property
+    def run_column(self) -> str:
+        return REVOKE_COLUMN
+
+
+def resolve_revocation(label: str, alias: str, field_name: str | None = None) -> RevokeTarget:
+    """The model ``app_label.Model`` whose rows revoke_rows deletes, refused up front when
+    a plain DELETE would not do what Django's delete() does (see ``deletion_refusal``)."""
+    parts = label.split(".")
+    if len(parts) != 2 or not all(parts):
+        raise RotatorError(f"{label!r} is not a model; expected app_label.Model")
+    try:
+        model = apps.get_model(parts[0], parts[1])
+    except LookupError:
+        raise RotatorError(
+            f"{label!r} is not an installed model; expected app_label.Model"
+        ) from None
+    pk = model._meta.pk
+    if pk is None or pk.get_internal_type() == "CompositePrimaryKey":
+        raise RotatorError(f"{model._meta.label} has no single-column primary key to shard on")
+    field: Any = pk
+    if field_name is not None:
+        try:
+            field = model._meta.get_field(field_name)
+        except FieldDoesNotExist:
+            raise RotatorError(
+                f"--field {field_name!r} is not a field of {model._meta.label}; name the "
+                "column whose values the --leaked file holds"
+            ) from None
+        if not getattr(field, "concrete", False) or field.many_to_many or _is_array(field):
+            raise RotatorError(
+                f"--field {field_name!r} is not a column of {model._meta.label}'s table; "
+                "name a concrete field"
+            )
+    refusal = deletion_refusal(model)
+    if refusal:
+        raise RotatorError(refusal)
+    return RevokeTarget(model=model, field=field, alias=alias)
+
+
+def deletion_refusal(model: type[models.Model]) -> str | None:
+    """Why deleting ``model``'s rows with a plain DELETE would break Django's rules, or None.
+
+    A batch deletes in SQL, as Django itself does when its Collector finds nothing
+    to do (``Collector.can_fast_delete``): only an inbound ForeignKey with
+    ``on_delete=DO_NOTHING`` is honoured (the database's own constraint, or its
+    ON DELETE rule, then decides). CASCADE, SET_NULL, SET_DEFAULT, SET(), PROTECT
+    and RESTRICT are Django's work, done in Python per object; so are generic
+    relations, a multi-table parent row and delete signals. Those are refused.
+    """
+    from django.db.models import DO_NOTHING, signals
+    from django.db.models.deletion import get_candidate_relations_to_delete
+
+    label = model._meta.label
+    concrete = model._meta.concrete_model
+    if concrete is None:
+        raise AssertionError("unreachable: a model always has a concrete model")
+    meta = concrete._meta
+    rels: list[Any] = list(get_candidate_relations_to_delete(meta))
+    referencing = sorted(
+        f"{rel.related_model._meta.label}.{rel.field.name} ({rel.on_delete.__name__})"
+        for rel in rels
+        if rel.on_delete is not DO_NOTHING
+    )
+    if referencing:
+        return (
+            f"{label} is referenced by {', '.join(referencing)}: a batched DELETE cannot "
+            "apply on_delete rules other than DO_NOTHING; revoke the referencing rows "
+            "(or change on_delete) first"
+        )
+    generic = [f.name for f in meta.private_fields if hasattr(f, "bulk_related_objects")]
+    if generic:
+        return (
+            f"{label} has generic relations ({', '.join(generic)}) that Django's delete() "
+            "would delete with it; a batched DELETE cannot: delete those rows first"
+        )
+    if meta.parents:
+        parents = ", ".join(sorted(p._meta.label for p in meta.parents))
+        return (
+            f"{label} inherits from {parents} (multi-table inheritance): a batched DELETE "
+            "of its table would leave the parent rows; delete these rows through the ORM"
+        )
+    heard = [s for s in ("pre_delete", "post_delete") if getattr(signals, s).has_listeners(model)]
+    if heard:
+        return (
+            f"{label} has {' and '.join(heard)} receivers, which a batched DELETE would not "
+            "call; disconnect them or delete those rows through the ORM"
+        )
+    return None

@@ -14,3 +14,7 @@ INSTALLED_APPS += [
 ]
 # Hashing fields hash in the tests too; MD5 keeps that fast (never for real passwords).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The apps whose tables leak most (tests/test_revoke_apps.py): DRF's tokens, knox,
+# API keys; Django's sessions come with the demo project's admin.
+INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken", "knox", "rest_framework_api_key"]

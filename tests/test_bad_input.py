@@ -73,7 +73,10 @@ def refused(*args: str) -> str:
         ),
         (
             "tickets.Ticket.id",
-            "'tickets.Ticket.id' is the primary key; rotate a secret column, not the key",
+            "'tickets.Ticket.id' is the primary key, which cannot be rotated in place; where "
+            "the key is the secret (a token, a session key), revoke the rows instead: "
+            "python manage.py revoke_rows tickets.Ticket --leaked FILE "
+            "(or every row: python manage.py revoke_rows tickets.Ticket)",
         ),
         (
             "rotator.Shard.run",

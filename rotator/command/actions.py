@@ -8,17 +8,20 @@ too: the library never asks.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
 
 from rotator.command.arguments import ACTIONS
 from rotator.errors import ExitStatus, RotatorError
 from rotator.service import leaked, status, verification
 from rotator.service.rotation import finished_sentence
 from rotator.store import lifecycle
-from rotator.target import Target
+from rotator.target import Target, revoke_command
 
 
 def chosen(options: dict[str, Any]) -> str | None:
@@ -100,8 +103,37 @@ def _leaked(target: Target, options: dict[str, Any], out: Any, command: str) -> 
         out.write(leaked.report(found, target, path))
     if found.present:
         raise RotatorError(
-            f"{found.present:,} leaked values are still in {target.label}; rotate them: {command}"
+            f"{found.present:,} leaked values are still in {target.label}; "
+            + _leaked_next_step(target, options, command)
         )
+
+
+def _leaked_next_step(target: Target, options: dict[str, Any], command: str) -> str:
+    """What to run about leaked values still present: a command that works as typed."""
+    database = "" if target.alias == DEFAULT_DB_ALIAS else f" --database {target.alias}"
+    if target.field.primary_key:
+        dump = [f"--leaked {shlex.quote(options['leaked'])}"]
+        if options.get("leaked_column"):
+            dump.append(f"--leaked-column {shlex.quote(options['leaked_column'])}")
+        if options.get("leaked_hashed"):
+            dump.append("--leaked-hashed")
+        return (
+            "the key is the secret, so revoke those rows: "
+            f"{revoke_command(target.model, target.alias)} {' '.join(dump)}"
+        )
+    if lifecycle.active_run(target) is not None:
+        return f"finish the unfinished run: {command}{database}"
+    finished = lifecycle.last_finished_run(target)
+    if finished is None:
+        return f"rotate them: {command}{database}"
+    # A plain rerun would refuse ("already rotated"), and --restart alone would forget
+    # the generator the finished run used.
+    generator = finished.options.get("generator")
+    again = f" --generator {shlex.quote(generator)}" if generator else ""
+    return (
+        f"{finished_sentence(finished, target)}; rotate every row again: "
+        f"{command}{database} --restart{again}"
+    )
 
 
 def _status(target: Target, options: dict[str, Any], out: Any, command: str) -> None:

@@ -9,11 +9,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Window
+from rotator.sql.revoke_base import Revoking
 from rotator.target import Target
 from rotator.values import saved_values
 
 
-class GenericBuilder(Builder):
+class GenericBuilder(Revoking, Builder):
     vendor = "generic"
     concurrent_writers = True
 

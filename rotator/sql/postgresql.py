@@ -39,6 +39,7 @@ from rotator.sql.base import (
 from rotator.sql.digests import DIGEST_BYTES, Digests, stale_queries
 from rotator.sql.names import Names, column_of
 from rotator.sql.replication import CAN_READ_SQL, LAG_SQL
+from rotator.sql.revoke_postgresql import RevokePostgreSQL
 from rotator.target import Target
 from rotator.values import native_uuid
 
@@ -120,7 +121,7 @@ def _binary_uuids(packed: bytes) -> bytes:
     return b"PGCOPY\n\xff\r\n\x00" + bytes(8) + bytes(rows) + b"\xff\xff"
 
 
-class PostgreSQLBuilder(Builder):
+class PostgreSQLBuilder(RevokePostgreSQL, Builder):
     vendor = "postgresql"
     hashes_on_server = True
     blob_type = "bytea"

@@ -18,13 +18,14 @@ from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
 from rotator.sql.digests import DIGEST_BYTES, Digests, sha256_of, value_text
 from rotator.sql.names import Names
+from rotator.sql.revoke_sqlite import RevokeSQLite
 from rotator.target import Target
 
 #: SQLite's default limit of bound variables is 32,766; stay well below.
 CHUNK = 500
 
 
-class SQLiteBuilder(Builder):
+class SQLiteBuilder(RevokeSQLite, Builder):
     vendor = "sqlite"
     concurrent_writers = False
     enforces_length = False

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,7 @@ from django.utils import timezone
 from rotator.errors import RotatorError, first_line
 from rotator.models import UNFINISHED, Run, Shard
 from rotator.sql import Builder
-from rotator.store.planning import make_plan
+from rotator.store.planning import Plan, make_plan
 from rotator.target import Target
 
 HOST = socket.gethostname()
@@ -52,7 +53,7 @@ TICK_EVERY = 5.0
 def runs_for(target: Target) -> QuerySet[Run]:
     """Runs of the target's table and column, whichever model (proxy or not) names them."""
     return Run.objects.using(target.alias).filter(
-        table=target.model._meta.db_table, column=target.field.column
+        table=target.model._meta.db_table, column=target.run_column
     )
 
 
@@ -97,13 +98,18 @@ def _move(run: Run, states: tuple[str, ...], **changes: Any) -> bool:
 
 
 def plan(
-    target: Target, builder: Builder, shards: int, options: dict[str, Any]
+    target: Target,
+    builder: Builder,
+    shards: int,
+    options: dict[str, Any],
+    make: Callable[[Target, Builder, int], Plan] | None = None,
 ) -> tuple[Run | None, bool]:
     """Plan and store a new active run, or join the one another process planned meanwhile.
 
     Returns ``(None, False)`` for an empty table: there is nothing to rotate and
     no run is stored. A second planner waits for the first (the builder's plan
-    lock) and then joins its run instead of planning again.
+    lock) and then joins its run instead of planning again. ``make`` cuts the shards
+    (default ``make_plan``; a revocation copies its keys first, in this transaction).
     """
     connection = connections[target.alias]
     try:
@@ -112,14 +118,14 @@ def plan(
             run = active_run(target)
             if run is not None:
                 return run, False
-            made = make_plan(target, builder, shards)
+            made = (make or make_plan)(target, builder, shards)
             if made.high_water is None:
                 return None, False
             run = Run.objects.using(target.alias).create(
                 model=target.model_label,
                 field=target.field.name,
                 table=target.model._meta.db_table,
-                column=target.column,
+                column=target.run_column,
                 database=target.alias,
                 options={**options, "estimated": made.estimated},
                 high_water=made.high_water,

@@ -47,6 +47,8 @@ class Job:
     fill_nulls: bool = False
     #: Called inside each batch's transaction, after the UPDATE (tests use it).
     hook: Callable[[Lease], None] | None = None
+    #: What one batch does, when not run_batch() (workers/revoke_batch.py deletes).
+    operation: Callable[[Job, Lease, int], BatchResult] | None = None
 
 
 @dataclass(frozen=True)

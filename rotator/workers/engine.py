@@ -180,7 +180,7 @@ async def _work_shard(
         session.in_batch[worker] = time.monotonic()
         try:
             # The throttle's size, not the sizer's: --max-rate may cut a batch.
-            result = await _in_thread(run_batch, job, lease, size)
+            result = await _in_thread(job.operation or run_batch, job, lease, size)
         except ShardLost:
             _lost(session, worker, lease, "taken over elsewhere")
             return

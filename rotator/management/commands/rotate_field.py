@@ -65,7 +65,8 @@ class Command(BaseCommand):
             ) from None
         try:
             check_reachable(alias)
-            target = resolve_target(label, alias)
+            reading = options.get("leaked") is not None or bool(options.get("status"))
+            target = resolve_target(label, alias, key=reading)
             self.dispatch(target, options)
         except RotatorError as exc:
             message = explain_rotator_error(alias, exc)

@@ -41,10 +41,11 @@ from rotator.sql.mysql.batch import (
 )
 from rotator.sql.mysql.errors import MySQLdb
 from rotator.sql.names import Names
+from rotator.sql.revoke_mysql import RevokeMySQL
 from rotator.target import Target
 
 
-class MySQLBuilder(Builder):
+class MySQLBuilder(RevokeMySQL, Builder):
     vendor = "mysql"
     concurrent_writers = True
     hashes_on_server = True

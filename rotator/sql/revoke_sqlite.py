@@ -1,0 +1,63 @@
+"""SQLite revocation: the keys are copied and deleted in SQL (one writer, no server log)."""
+
+from __future__ import annotations
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from rotator.models import RevocationKey
+from rotator.sql.base import Outcome, Window
+from rotator.sql.names import Names
+from rotator.sql.revoke_base import Revoking, integer_key, seq_bounds
+from rotator.target import Target
+
+
+def _names(connection: BaseDatabaseWrapper) -> tuple[str, str]:
+    qn = connection.ops.quote_name
+    return qn(RevocationKey._meta.db_table), qn("key")
+
+
+class RevokeSQLite(Revoking):
+    def snapshot_keys(
+        self, connection: BaseDatabaseWrapper, target: Target, snapshot: str, match: str | None
+    ) -> int:
+        n = Names.of(connection, target)
+        keys, key = _names(connection)
+        where = f" WHERE {match}" if match else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {keys} (snapshot, seq, {key}) "
+                f"SELECT %s, row_number() OVER (ORDER BY t.{n.pk}), CAST(t.{n.pk} AS TEXT) "
+                f"FROM {n.table} t{where}",
+                [snapshot],
+            )
+            return int(cursor.rowcount)
+
+    def _sql(self, connection: BaseDatabaseWrapper, target: Target) -> tuple[str, str]:
+        n = Names.of(connection, target)
+        keys, key = _names(connection)
+        measure = (
+            f"SELECT count(*), CAST(max(seq) AS TEXT) FROM (SELECT seq FROM {keys} "
+            "WHERE snapshot = %s AND seq > %s AND seq <= %s ORDER BY seq LIMIT %s)"
+        )
+        back = f"CAST({key} AS INTEGER)" if integer_key(target) else key
+        delete = (
+            f"DELETE FROM {n.table} WHERE {n.pk} IN (SELECT {back} FROM {keys} "
+            "WHERE snapshot = %s AND seq > %s AND seq <= %s)"
+        )
+        return measure, delete
+
+    def revoke_window(
+        self, connection: BaseDatabaseWrapper, target: Target, snapshot: str, window: Window
+    ) -> Outcome:
+        lo, hi = seq_bounds(window)
+        measure, delete = self._sql(connection, target)
+        with connection.cursor() as cursor:
+            cursor.execute(measure, [snapshot, lo, hi, window.limit])
+            seen, last = cursor.fetchone()
+            if not seen:
+                return Outcome()
+            cursor.execute(delete, [snapshot, lo, int(last)])
+            return Outcome(seen=seen, last=last, rotated=int(cursor.rowcount))
+
+    def describe_revoke(self, connection: BaseDatabaseWrapper, target: Target) -> str:
+        return ";\n".join(self._sql(connection, target))
