@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from django.db import models
@@ -62,8 +61,23 @@ def positions(total: int, shards: int) -> list[int]:
     return [total * (i + 1) // count for i in range(count)]
 
 
-#: Values per INSERT batch where --leaked has no COPY.
+#: Values (and bytes) per batch where --leaked has no COPY.
 LEAKED_BATCH = 5_000
+LEAKED_BATCH_BYTES = 4 << 20
+
+
+def leaked_batches(values: Iterator[Any]) -> Iterator[list[Any]]:
+    """``values`` in lists of at most LEAKED_BATCH values or about LEAKED_BATCH_BYTES."""
+    batch: list[Any] = []
+    size = 0
+    for value in values:
+        batch.append(value)
+        size += len(value) if isinstance(value, str | bytes) else 16
+        if len(batch) >= LEAKED_BATCH or size >= LEAKED_BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def verify_names(connection: BaseDatabaseWrapper, target: Target, fingerprints: str) -> VerifyNames:
@@ -251,12 +265,24 @@ class Builder:
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
         cursor.execute(f"CREATE {self.temporary} {name} (v {column_type})")
 
-    def load_leaked(self, cursor: Any, name: str, values: Iterator[Any]) -> int:
-        """Insert ``values`` (streamed) into table ``name``; return how many."""
+    def load_leaked(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        cursor: Any,
+        name: str,
+        values: Iterator[Any],
+        hashed: bool,
+    ) -> int:
+        """Load ``values`` (streamed) into table ``name``; return how many.
+
+        Bind parameters: only for a database without a server log (SQLite); the
+        others override this so that no value is ever in SQL text.
+        """
         insert = f"INSERT INTO {name} (v) VALUES ({self.param})"
         lines = 0
-        while batch := [(v,) for v in islice(values, LEAKED_BATCH)]:
-            cursor.executemany(insert, batch)
+        for batch in leaked_batches(values):
+            cursor.executemany(insert, [(v,) for v in batch])
             lines += len(batch)
         return lines
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import connections, models
@@ -30,7 +30,7 @@ from rotator.faults import Fault
 from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Split, Window
 from rotator.sql.digests import DIGEST_BYTES, Digests
-from rotator.sql.mysql import batch, errors, liveness, plan
+from rotator.sql.mysql import batch, errors, leaked, liveness, plan
 from rotator.sql.mysql.batch import (
     BatchNames,
     create_sql,
@@ -215,6 +215,25 @@ class MySQLBuilder(Builder):
             sha256=f"UNHEX({hexed})",
             param="%s",
         )
+
+    # --leaked: LOAD DATA from a pipe (leaked.py), never an INSERT with the values.
+
+    def leaked_table(
+        self, connection: BaseDatabaseWrapper, target: Target, cursor: Any, name: str, hashed: bool
+    ) -> None:
+        cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+        cursor.execute(leaked.create_sql(connection, target, name, hashed))
+
+    def load_leaked(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        cursor: Any,
+        name: str,
+        values: Iterator[Any],
+        hashed: bool,
+    ) -> int:
+        return leaked.load(cursor, target, name, values, hashed)
 
 
 __all__ = ["MySQLBuilder"]
