@@ -132,9 +132,10 @@ def _csv_values(path: Path, column: str) -> Iterator[tuple[int, str]]:
     found = rows()
     header = next(found, None) or []
     if column not in header:
-        names = ", ".join(repr(h) for h in header) or "none"
+        # Not the header's fields: in a file without one, they are a value.
         raise RotatorError(
-            f"--leaked-column {column!r} is not a column of {str(path)!r}; its header has: {names}"
+            f"--leaked-column {column!r} is not a column of {str(path)!r}: none of the "
+            f"{len(header)} fields of its first line (the header) is {column!r}"
         )
     index = header.index(column)
     for row in found:
