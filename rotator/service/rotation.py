@@ -284,6 +284,7 @@ def _execute(
             and _reconnecting(options, builder, target, lifecycle.finish, run)
         )
     finally:
+        session.throttle.close()
         progress.close()
     _raise_if_stopped(session, stopper, target, run, options, builder, initial)
     counts = lifecycle.tally(run)
