@@ -80,6 +80,27 @@ def leaked_batches(values: Iterator[Any]) -> Iterator[list[Any]]:
         yield batch
 
 
+@dataclass(frozen=True)
+class ConnectionUse:
+    """A server's client connections: how many it takes and how many are open."""
+
+    #: max_connections (the server's setting).
+    maximum: int
+    #: Of those, kept for superusers or roles with a reserved slot.
+    reserved: int
+    #: Client connections open now, the caller's own included.
+    in_use: int
+
+    @property
+    def limit(self) -> int:
+        """Client connections an ordinary user may have open in all."""
+        return max(0, self.maximum - self.reserved)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - self.in_use)
+
+
 def verify_names(connection: BaseDatabaseWrapper, target: Target, fingerprints: str) -> VerifyNames:
     n, qn = Names.of(connection, target), connection.ops.quote_name
     return VerifyNames(n.table, n.pk, n.col, fp=qn(fingerprints), key=qn("key"))
@@ -297,6 +318,10 @@ class Builder:
         return f"SELECT count(*) FROM {n.table} t WHERE {probe} IN (SELECT v FROM {name})"
 
     # The server, as operators see it.
+
+    def connection_use(self, connection: BaseDatabaseWrapper) -> ConnectionUse | None:
+        """The server's connection limit and current use, or None where there is none."""
+        return None
 
     def check_replication_lag(
         self, connection: BaseDatabaseWrapper, alias: str, limit: float

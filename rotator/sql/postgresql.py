@@ -30,6 +30,7 @@ from rotator.faults import Fault, Kind
 from rotator.generators import Generator, Tokens
 from rotator.sql.base import (
     Builder,
+    ConnectionUse,
     Outcome,
     Split,
     Window,
@@ -88,6 +89,16 @@ SELECT
 _UUID4 = (
     # gen_random_uuid() for --generator database: made on the server, never sent
     "gen_random_uuid()"
+)
+
+
+#: max_connections, the slots reserved for superusers (and pg_use_reserved_connections,
+#: PostgreSQL 16+), and the client connections open now.
+CONNECTION_USE_SQL = (
+    "SELECT current_setting('max_connections')::int, "
+    "current_setting('superuser_reserved_connections')::int "
+    "+ coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0), "
+    "(SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend')"
 )
 
 
@@ -517,6 +528,14 @@ class PostgreSQLBuilder(Builder):
             cursor.execute(LAG_SQL)
             (lag,) = cursor.fetchone()
         return lag
+
+    def connection_use(self, connection: BaseDatabaseWrapper) -> ConnectionUse | None:
+        # Every role sees every backend's type in pg_stat_activity (only the query text
+        # is hidden); background workers and WAL senders have slots of their own.
+        with connection.cursor() as cursor:
+            cursor.execute(CONNECTION_USE_SQL)
+            maximum, reserved, in_use = cursor.fetchone()
+        return ConnectionUse(maximum=maximum, reserved=reserved, in_use=in_use)
 
     def describe_location(self, connection: BaseDatabaseWrapper) -> str:
         pgdata = connection.settings_dict.get("PGDATA")
