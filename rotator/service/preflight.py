@@ -62,7 +62,6 @@ def check_database(alias: str, workers: int) -> None:
                 f"{alias!r} holds at most {size}; lower --workers or raise "
                 "OPTIONS['pool']['max_size']"
             )
-    check_connection_room(alias, workers)
 
 
 def _described(use: ConnectionUse) -> str:

@@ -480,7 +480,8 @@ class PostgreSQLBuilder(Builder):
         # No length limit: a dump line longer than the column must not fail the load
         # (the values are checked first, and this is the second line of defence).
         column_type = "bytea" if hashed else _unbounded(_db_type(connection, target))
-        cursor.execute(f"DROP TABLE IF EXISTS {name}")
+        # pg_temp: never a table of that name in the application's schema.
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
         cursor.execute(f"CREATE TEMP TABLE {name} (v {column_type})")
 
     def load_leaked(
