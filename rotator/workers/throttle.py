@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,7 @@ from django.utils.module_loading import import_string
 
 from rotator.errors import RotatorError
 from rotator.sql.replication import check_replication_lag, replication_lag
+from rotator.workers.checker import Checker
 
 if TYPE_CHECKING:
     from rotator.service.options import Options
@@ -48,8 +47,6 @@ BURST = 0.5
 CHECK_EVERY = 1.0
 #: Seconds a pause check may take before its silence is the reason to pause.
 CHECK_TIMEOUT = 10.0
-#: Seconds the checks' thread waits for work before it ends (and closes its connection).
-IDLE = 5.0
 
 
 def _number(value: float) -> str:
@@ -99,77 +96,6 @@ async def sleep_unless_stopped(seconds: float, stop: asyncio.Event | None) -> No
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-class _Checker:
-    """Runs ``run`` on a daemon thread of its own, one call at a time.
-
-    The thread ends (closing its database connection) after IDLE seconds without
-    work; a call that hangs keeps it, and only it, busy: being a daemon, it does
-    not hold up the process's exit.
-    """
-
-    def __init__(self, run: Callable[[], str | None]) -> None:
-        self.run = run
-        # None asks the thread to end.
-        self.jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None]
-        self.jobs = queue.SimpleQueue()
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def submit(self) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        with self.lock:
-            self.jobs.put((loop, future))
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=self._serve, name="rotator-pause-checks", daemon=True
-                )
-                self.thread.start()
-        return future
-
-    def _serve(self) -> None:
-        try:
-            while True:
-                try:
-                    job = self.jobs.get(timeout=IDLE)
-                except queue.Empty:
-                    job = None
-                if job is None:
-                    with self.lock:
-                        if self.jobs.empty():
-                            self.thread = None
-                            return
-                    continue
-                loop, future = job
-                try:
-                    outcome: tuple[bool, Any] = (True, self.run())
-                except BaseException as exc:  # handed to the event loop, raised there
-                    outcome = (False, exc)
-                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                    loop.call_soon_threadsafe(_settle, future, outcome)
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    def close(self, wait: float = 1.0) -> None:
-        """End the thread (and its connection) unless a check hangs it; wait up to ``wait``."""
-        with self.lock:
-            thread = self.thread
-            if thread is None:
-                return
-            self.jobs.put(None)
-        thread.join(wait)
-
-
-def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if future.done():  # given up on (a stop, or the loop ending)
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
 class Throttle:
     """Rate limit and pauses shared by one process's workers (event loop only)."""
 
@@ -197,7 +123,7 @@ class Throttle:
         self.lock = asyncio.Lock()
         self.shown: str | None = None
         self.check_timeout = check_timeout
-        self.checker = _Checker(self._run_checks)
+        self.checker = Checker(self._run_checks)
         #: The checks' call in flight, and when it must have answered (time.monotonic()).
         self.pending: tuple[asyncio.Future[Any], float] | None = None
 
