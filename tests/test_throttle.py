@@ -115,7 +115,7 @@ def test_a_check_that_hangs_is_a_reason_to_pause_and_ctrl_c_still_ends_the_wait(
         return time.monotonic() - started
 
     waited = asyncio.run(paused_then_stopped())
-    assert 1.0 <= waited < 2.0
+    assert 1.0 <= waited < 5  # the stop at 1 s ends the wait (as in the test above)
     assert shown == [f"paused: {label} did not answer in 0.2 s"]
 
 
