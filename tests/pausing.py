@@ -30,3 +30,23 @@ def wrong_type() -> object:
 
 
 NOT_CALLABLE = 3
+
+
+#: hang() touches this file (from the environment) when it starts, so a test knows.
+HANG_MARK = "ROTATOR_TEST_HANG_MARK"
+
+
+def hang() -> str | None:
+    """A check that never answers (a metrics endpoint that is down, say)."""
+    import os
+    from pathlib import Path
+
+    mark = os.environ.get(HANG_MARK)
+    if mark:
+        Path(mark).touch()
+    time.sleep(3600)
+    return None
+
+
+def leaky() -> str | None:
+    raise RuntimeError("cannot reach https://metrics.example/?token=s3cr3t-token")

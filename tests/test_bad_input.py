@@ -239,3 +239,38 @@ def test_a_refused_restart_leaves_the_unfinished_run_resumable():
     assert rows() == before
     assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE  # today: abandoned
     assert out.getvalue() == ""  # today: "Abandoned run N of tickets.Ticket.token; ..."
+
+
+@pytest.mark.parametrize(
+    ("in_use", "workers", "advice"),
+    [
+        (8, 32, "lower --workers to 2 or fewer"),
+        (12, 1, "wait until the application uses fewer connections, or raise max_connections"),
+    ],
+)
+def test_a_server_without_room_for_the_workers_and_the_headroom(
+    table, monkeypatch, in_use, workers, advice
+):
+    from rotator.sql import builder_for
+    from rotator.sql.base import ConnectionUse
+
+    crowded = ConnectionUse(maximum=20, reserved=3, in_use=in_use)
+    builder = type(builder_for(connections["default"]))
+    monkeypatch.setattr(builder, "connection_use", lambda self, connection: crowded)
+    free = 17 - in_use
+    assert refused("regenerate_token_async", "--workers", str(workers)) == (
+        f"--workers {workers} needs {workers + 2} more connections to database 'default', but "
+        f"{free} of its 17 connections are free (max_connections 20, 3 reserved, {in_use} in "
+        f"use) and 5 stay free for the application; {advice}"
+    )
+
+
+@pytest.mark.parametrize("vendor_name", ["postgresql", "mysql"])
+def test_the_servers_connection_use_is_read(vendor_name):
+    from rotator.sql import builder_for
+
+    connection = connections["default"]
+    if connection.vendor != vendor_name:
+        pytest.skip(f"needs {vendor_name}")
+    use = builder_for(connection).connection_use(connection)
+    assert use is not None and use.maximum > 0 and use.in_use >= 1 and use.reserved >= 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -63,9 +64,14 @@ def test_a_csv_column(tmp_path):
     assert out.startswith("5 of the 5 leaked values")
     out, refused = leaked(str(path), "--leaked-column", "secret")
     assert str(refused) == (
-        f"--leaked-column 'secret' is not a column of {str(path)!r}; "
-        "its header has: 'id', 'token', 'note'"
+        f"--leaked-column 'secret' is not a column of {str(path)!r}: none of the 3 fields of "
+        "its first line (the header) is 'secret'"
     )
+    # A file without a header: its first line is a value, never shown.
+    secret = str(values[0])
+    path.write_text(f"{secret}\n")
+    out, refused = leaked(str(path), "--leaked-column", "token")
+    assert secret not in str(refused) and "none of the 1 fields" in str(refused)
 
 
 def test_sha256_hex_lines(tmp_path):
@@ -113,3 +119,68 @@ def test_string_secrets(tmp_path):
     with pytest.raises(CommandError):
         call_command("rotate_field", "testapp.ApiKey.key", "--leaked", path, stdout=out)
     assert out.getvalue().startswith("4 of the 4 leaked values")
+
+
+def test_a_line_that_is_not_utf8_is_one_line_with_its_number(tmp_path):
+    fill(3)
+    good = [str(t).encode() for t in tokens().values()]
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"\n".join([good[0], "caf\xe9-secret".encode("latin-1"), good[1]]) + b"\n")
+    out, refused = leaked(str(path))
+    assert str(refused) == (
+        f"line 2 of {str(path)!r} is not UTF-8 text; convert the file (e.g. iconv -t UTF-8) "
+        "or fix that line"
+    )
+    assert out == ""
+
+
+def test_a_nul_byte_is_one_line_with_its_number(tmp_path):
+    fill(3)
+    good = [str(t).encode() for t in tokens().values()]
+    path = tmp_path / "nul.txt"
+    for header, extra in ((b"", ()), (b"token\n", ("--leaked-column", "token"))):
+        path.write_bytes(header + b"\n".join([good[0], b"sec\0ret", good[1]]) + b"\n")
+        out, refused = leaked(str(path), *extra)
+        number = 3 if header else 2
+        assert str(refused) == (
+            f"line {number} of {str(path)!r} holds a NUL byte; a dump is text, one value per "
+            "line: fix or remove that line"
+        )
+
+
+def test_a_line_past_the_bound_is_refused_by_number(tmp_path):
+    from rotator.service.dumpfile import MAX_LINE
+
+    fill(3)
+    good = [str(t) for t in tokens().values()]
+    path = tmp_path / "long.txt"
+    path.write_text(f"{good[0]}\n{'s' * (MAX_LINE + 1)}\n{good[1]}\n")
+    out, refused = leaked(str(path))
+    assert str(refused) == (
+        f"line 2 of {str(path)!r} is longer than 65,536 bytes; a dump holds one value per "
+        "line: check that this is the right file"
+    )
+    # No newline at all: refused once the bound is passed, not read to the end.
+    path.write_text("s" * (4 * MAX_LINE))
+    out, refused = leaked(str(path))
+    assert str(refused).startswith(f"line 1 of {str(path)!r} is longer than 65,536 bytes")
+    # A CSV record spread over quoted newlines is bounded the same way.
+    path.write_text('id,token\n1,"' + "s\n" * MAX_LINE + '"\n')
+    out, refused = leaked(str(path), "--leaked-column", "token")
+    assert re.fullmatch(
+        rf"line \d+ of {re.escape(repr(str(path)))} is longer than 65,536 .*", str(refused)
+    )
+
+
+def test_a_value_longer_than_the_column_is_refused_before_the_database_sees_it(tmp_path):
+    ApiKey.objects.bulk_create(ApiKey() for _ in range(3))
+    keys = list(ApiKey.objects.values_list("key", flat=True))
+    path = dump(tmp_path / "keys.txt", [keys[0], "x" * 65 + "secret", keys[1]])
+    out = StringIO()
+    with pytest.raises(CommandError) as refused:
+        call_command("rotate_field", "testapp.ApiKey.key", "--leaked", path, stdout=out)
+    assert str(refused.value) == (
+        f"line 2 of {path!r} is longer than testapp.ApiKey.key holds (64 characters); "
+        "fix or remove that line"
+    )
+    assert out.getvalue() == ""

@@ -42,10 +42,10 @@ def server() -> Iterator[mariadb_server.Server]:
         yield server
 
 
-def _manage(server: mariadb_server.Server, *args: str) -> str:
+def _manage(server: mariadb_server.Server, *args: str, database: str = DATABASE) -> str:
     env = {
         **os.environ,
-        "DATABASE_URL": server.url(DATABASE),
+        "DATABASE_URL": server.url(database),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "PYTHONUNBUFFERED": "1",
     }
@@ -114,3 +114,52 @@ def test_no_new_value_reaches_the_general_slow_or_binary_log(server):
         assert not leaked, f"{len(leaked)} new values in the {name}"
     # Statement-form LOAD DATA would carry the values in the binary log.
     assert "Execute_load_query" not in binlog
+
+
+LEAKED_DATABASE = "rotator_leaked_logs"
+
+
+def _leaked(server: mariadb_server.Server, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": server.url(LEAKED_DATABASE), "PYTHONUNBUFFERED": "1"}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    return subprocess.run(
+        manage("rotate_field", *args, "--skip-checks"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_no_leaked_dump_value_reaches_the_general_or_slow_log(server, tmp_path):
+    """--leaked loads the dump by LOAD DATA from a pipe: no value in any statement."""
+    with server.connect() as conn:
+        conn.cursor().execute(f"CREATE DATABASE {LEAKED_DATABASE} CHARACTER SET utf8mb4")
+    _manage(server, "migrate", "--run-syncdb", "-v", "0", database=LEAKED_DATABASE)
+    _manage(server, "seed_tickets", "--count", "500", database=LEAKED_DATABASE)
+    with server.connect(LEAKED_DATABASE) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT token FROM tickets_ticket")
+        tokens = [str(row[0]) for row in cur.fetchall()]
+    # What the log holds before --leaked (seeding sent the tokens as SQL text).
+    general_before = server.general_log.stat().st_size
+    slow_before = server.slow_log.stat().st_size
+
+    dump = tmp_path / "dump.txt"
+    dump.write_text("".join(f"{t}\n" for t in tokens[:300]) + f"{uuid.uuid4()}\n")
+    found = _leaked(server, "tickets.Ticket.token", "--leaked", str(dump))
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert found.stdout.startswith("300 of the 301 leaked values"), found.stdout
+    fresh = dump.read_text().splitlines()
+
+    general = server.general_log.read_bytes()[general_before:].decode(errors="replace")
+    slow = server.slow_log.read_bytes()[slow_before:].decode(errors="replace")
+    # Counts and flags only: a failing test must not print the log (it may hold values).
+    for name, text in (("general log", general), ("slow log", slow)):
+        logged = sum(1 for value in fresh if any(form in text for form in _forms(value)))
+        assert logged == 0, f"{logged} of {len(fresh)} dump values in the {name}"
+    # The logs were on and saw --leaked's statements: "no value" proves something.
+    seen = "rotator_leaked" in general and "rotator_leaked" in slow
+    assert seen, "--leaked's statements are not in the logs"
+    loaded = "LOAD DATA LOCAL INFILE" in general
+    assert loaded, "--leaked did not load the dump by LOAD DATA"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
+import subprocess
 import threading
 import time
 from io import StringIO
@@ -21,7 +23,7 @@ from rotator.sql.replication import replication_lag
 from rotator.workers import throttle
 from rotator.workers.throttle import Throttle
 from tests import pausing
-from tests.conftest import fill, run, vendor
+from tests.conftest import ROOT, fill, manage, run, subprocess_env, vendor
 from tests.support import rotate_directly, tokens
 
 
@@ -98,18 +100,49 @@ def test_ctrl_c_ends_a_pause_at_once():
     assert asyncio.run(paused_then_stopped()) < 5
 
 
+def test_a_check_that_hangs_is_a_reason_to_pause_and_ctrl_c_still_ends_the_wait():
+    shown: list[str | None] = []
+    label = "--pause-when 'tests.pausing.hang'"
+    limit = Throttle(
+        checks=[(label, pausing.hang)], status=shown.append, check_every=0.05, check_timeout=0.2
+    )
+
+    async def paused_then_stopped() -> float:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.0, stop.set)
+        started = time.monotonic()
+        await asyncio.wait_for(limit.before_batch(100, stop), 30)
+        return time.monotonic() - started
+
+    waited = asyncio.run(paused_then_stopped())
+    assert 1.0 <= waited < 5  # the stop at 1 s ends the wait (as in the test above)
+    assert shown == [f"paused: {label} did not answer in 0.2 s"]
+
+
+def test_a_check_that_raises_never_shows_its_message():
+    limit = Throttle(checks=[("--pause-when 'tests.pausing.leaky'", pausing.leaky)])
+    with pytest.raises(RotatorError) as stopped:
+        asyncio.run(limit.before_batch(100))
+    assert str(stopped.value) == (
+        "--pause-when 'tests.pausing.leaky' raised RuntimeError (message withheld: it may hold "
+        "a secret; call it in `manage.py shell` to see it); fix it first"
+    )
+    assert stopped.value.__cause__ is None and stopped.value.__suppress_context__
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [
         (
             "tests.pausing.broken",
             # The runner adds the rows done and the command that resumes.
-            "--pause-when 'tests.pausing.broken' raised ValueError: no such metric; fix it first",
+            "--pause-when 'tests.pausing.broken' raised ValueError (message withheld: it may "
+            "hold a secret; call it in `manage.py shell` to see it); fix it first",
         ),
         (
             "tests.pausing.wrong_type",
-            "--pause-when 'tests.pausing.wrong_type' returned 42; it must return None or the "
-            "reason to pause as a string",
+            "--pause-when 'tests.pausing.wrong_type' returned a value of type int (withheld); "
+            "it must return None or the reason to pause as a string",
         ),
     ],
 )
@@ -287,3 +320,49 @@ def test_max_replication_lag_is_refused_on_sqlite():
     with pytest.raises(CommandError, match=r"database 'default' is SQLite; drop the flag"):
         run("regenerate_token_async", "--max-replication-lag", "5")
     assert not Run.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_hung_pause_check_is_shown_and_ctrl_c_ends_the_run_within_seconds(tmp_path):
+    fill(2_000)
+    before = tokens()
+    mark = tmp_path / "hung"
+    env = {**subprocess_env(), pausing.HANG_MARK: str(mark)}
+    err = tmp_path / "err"
+    with err.open("w") as stderr:
+        child = subprocess.Popen(
+            manage(
+                "regenerate_token_async",
+                "--pause-when",
+                "tests.pausing.hang",
+                "--progress-interval",
+                "0.5",
+            ),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        reason = "paused: --pause-when 'tests.pausing.hang' did not answer in 10 s"
+        deadline = time.monotonic() + 60
+        while reason not in err.read_text():
+            assert child.poll() is None, err.read_text()
+            assert time.monotonic() < deadline, f"no status line in 60 s:\n{err.read_text()}"
+            time.sleep(0.1)
+        assert mark.exists()
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = child.wait(30)
+        took = time.monotonic() - started
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert code == 130, err.read_text()
+    # Within a second or two (was 47 s); a loaded machine's process exit gets one more.
+    assert took < 3.0, f"Ctrl-C took {took:.1f} s"
+    assert "Interrupted by SIGINT: 0/2,000 rows" in err.read_text()
+    assert tokens() == before

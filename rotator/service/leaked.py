@@ -1,19 +1,21 @@
 """--leaked FILE: how many values of a leaked dump are still in the table.
 
-The file is streamed, never held: the builder loads its values into a
-temporary table (COPY on PostgreSQL, batched INSERTs elsewhere); then one semi-join
+The file is streamed, never held, with bounded memory (dumpfile.py): the
+builder loads its values into a temporary table without putting any in SQL
+text (binary COPY on PostgreSQL, LOAD DATA LOCAL INFILE from a pipe on
+MariaDB/MySQL, batched INSERTs on SQLite, which has no server log); then one semi-join
 counts the table's rows holding any of them. Each value goes through the
 field's own conversion first (``to_python`` then ``get_db_prep_value``), so
 it compares the way the column stores it: an upper-case or hyphen-less UUID
 still matches. With ``--leaked-hashed`` each line is the sha256 (hex) of a
 value's text and the table's values are hashed on the server instead.
-No value is printed; a bad line is named by its number.
+No value is printed or reaches a server log; a bad line (not UTF-8, a NUL byte,
+longer than the column or than dumpfile.MAX_LINE) is named by its number.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 
 from rotator.errors import RotatorError
+from rotator.service.dumpfile import values_of
 from rotator.sql import builder_for
 from rotator.target import Target
 
@@ -35,37 +38,12 @@ class Leaked:
     present: int
 
 
-def _lines(path: Path, column: str | None) -> Iterator[tuple[int, str]]:
-    """(line number, text) of every non-empty value, streamed."""
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise RotatorError(f"cannot read --leaked file {str(path)!r}: {exc.strerror}") from None
-    with handle:
-        if column is None:
-            for number, line in enumerate(handle, 1):
-                text = line.strip()
-                if text:
-                    yield number, text
-            return
-        reader = csv.reader(handle)
-        header = next(reader, None) or []
-        if column not in header:
-            names = ", ".join(repr(h) for h in header) or "none"
-            raise RotatorError(
-                f"--leaked-column {column!r} is not a column of {str(path)!r}; "
-                f"its header has: {names}"
-            )
-        index = header.index(column)
-        for row in reader:
-            if index < len(row) and row[index].strip():
-                yield reader.line_num, row[index].strip()
-
-
 def _values(target: Target, path: Path, column: str | None, hashed: bool) -> Iterator[Any]:
     connection = connections[target.alias]
     field = target.field
-    for number, text in _lines(path, column):
+    binary = field.get_internal_type() == "BinaryField"
+    limit = None if binary else getattr(field, "max_length", None)
+    for number, text in values_of(path, column):
         if hashed:
             try:
                 digest = bytes.fromhex(text)
@@ -87,6 +65,12 @@ def _values(target: Target, path: Path, column: str | None, hashed: bool) -> Ite
                 f"for {target.label}; fix or remove that line (use --leaked-column for a CSV, "
                 "--leaked-hashed for sha256 hex)"
             ) from None
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            # Checked here, not by the server: its error would quote the value.
+            raise RotatorError(
+                f"line {number} of {str(path)!r} is longer than {target.label} holds "
+                f"({limit:,} characters); fix or remove that line"
+            )
         yield field.get_db_prep_value(value, connection, prepared=False)
 
 
@@ -101,7 +85,8 @@ def count_leaked(
         raw = cursor.cursor  # the driver's cursor: values never reach Django's query log
         builder.leaked_table(connection, target, raw, TEMP, hashed)
         try:
-            lines = builder.load_leaked(raw, TEMP, _values(target, path, column, hashed))
+            values = _values(target, path, column, hashed)
+            lines = builder.load_leaked(connection, target, raw, TEMP, values, hashed)
             raw.execute(count)
             present = int(raw.fetchone()[0])
         finally:

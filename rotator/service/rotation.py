@@ -26,7 +26,7 @@ from rotator.models import Run
 from rotator.service.dryrun import dry_run_lines, value_notes
 from rotator.service.fingerprints import record as record_fingerprints
 from rotator.service.options import Options
-from rotator.service.preflight import check_database
+from rotator.service.preflight import check_connection_room, check_database
 from rotator.sql import Builder, builder_for
 from rotator.store import claims, lifecycle
 from rotator.target import Target
@@ -139,6 +139,7 @@ def rotate(
     connection = connections[target.alias]
     check_database(target.alias, options.workers)
     check_throttle_options(options, target.alias)
+    check_connection_room(target.alias, options.workers)
     builder = builder_for(connection)
 
     unfinished = lifecycle.active_run(target)
@@ -284,6 +285,7 @@ def _execute(
             and _reconnecting(options, builder, target, lifecycle.finish, run)
         )
     finally:
+        session.throttle.close()
         progress.close()
     _raise_if_stopped(session, stopper, target, run, options, builder, initial)
     counts = lifecycle.tally(run)

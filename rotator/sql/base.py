@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from django.db import models
@@ -62,8 +61,44 @@ def positions(total: int, shards: int) -> list[int]:
     return [total * (i + 1) // count for i in range(count)]
 
 
-#: Values per INSERT batch where --leaked has no COPY.
+#: Values (and bytes) per batch where --leaked has no COPY.
 LEAKED_BATCH = 5_000
+LEAKED_BATCH_BYTES = 4 << 20
+
+
+def leaked_batches(values: Iterator[Any]) -> Iterator[list[Any]]:
+    """``values`` in lists of at most LEAKED_BATCH values or about LEAKED_BATCH_BYTES."""
+    batch: list[Any] = []
+    size = 0
+    for value in values:
+        batch.append(value)
+        size += len(value) if isinstance(value, str | bytes) else 16
+        if len(batch) >= LEAKED_BATCH or size >= LEAKED_BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True)
+class ConnectionUse:
+    """A server's client connections: how many it takes and how many are open."""
+
+    #: max_connections (the server's setting).
+    maximum: int
+    #: Of those, kept for superusers or roles with a reserved slot.
+    reserved: int
+    #: Client connections open now, the caller's own included.
+    in_use: int
+
+    @property
+    def limit(self) -> int:
+        """Client connections an ordinary user may have open in all."""
+        return max(0, self.maximum - self.reserved)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - self.in_use)
 
 
 def verify_names(connection: BaseDatabaseWrapper, target: Target, fingerprints: str) -> VerifyNames:
@@ -253,12 +288,24 @@ class Builder:
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
         cursor.execute(f"CREATE {self.temporary} {name} (v {column_type})")
 
-    def load_leaked(self, cursor: Any, name: str, values: Iterator[Any]) -> int:
-        """Insert ``values`` (streamed) into table ``name``; return how many."""
+    def load_leaked(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        cursor: Any,
+        name: str,
+        values: Iterator[Any],
+        hashed: bool,
+    ) -> int:
+        """Load ``values`` (streamed) into table ``name``; return how many.
+
+        Bind parameters: only for a database without a server log (SQLite); the
+        others override this so that no value is ever in SQL text.
+        """
         insert = f"INSERT INTO {name} (v) VALUES ({self.param})"
         lines = 0
-        while batch := [(v,) for v in islice(values, LEAKED_BATCH)]:
-            cursor.executemany(insert, batch)
+        for batch in leaked_batches(values):
+            cursor.executemany(insert, [(v,) for v in batch])
             lines += len(batch)
         return lines
 
@@ -273,6 +320,10 @@ class Builder:
         return f"SELECT count(*) FROM {n.table} t WHERE {probe} IN (SELECT v FROM {name})"
 
     # The server, as operators see it.
+
+    def connection_use(self, connection: BaseDatabaseWrapper) -> ConnectionUse | None:
+        """The server's connection limit and current use, or None where there is none."""
+        return None
 
     def check_replication_lag(
         self, connection: BaseDatabaseWrapper, alias: str, limit: float

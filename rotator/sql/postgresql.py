@@ -18,6 +18,7 @@ window, not the number of rows updated, says whether the shard is done.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ from rotator.faults import Fault, Kind
 from rotator.generators import Generator, Tokens
 from rotator.sql.base import (
     Builder,
+    ConnectionUse,
     Outcome,
     Split,
     Window,
@@ -91,6 +93,16 @@ _UUID4 = (
 )
 
 
+#: max_connections, the slots reserved for superusers (and pg_use_reserved_connections,
+#: PostgreSQL 16+), and the client connections open now.
+CONNECTION_USE_SQL = (
+    "SELECT current_setting('max_connections')::int, "
+    "current_setting('superuser_reserved_connections')::int "
+    "+ coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0), "
+    "(SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend')"
+)
+
+
 def _temp_table(db_type: str) -> str:
     return "rotator_new_" + hashlib.sha256(db_type.encode()).hexdigest()[:10]
 
@@ -100,6 +112,18 @@ def _db_type(connection: BaseDatabaseWrapper, target: Target) -> str:
     if db_type is None:  # resolve_target() takes only fields with a column
         raise AssertionError(f"unreachable: {target.label} has no column type")
     return db_type
+
+
+def _unbounded(db_type: str) -> str:
+    """The column type without its length limit: varchar(16) -> varchar, char(8) -> bpchar."""
+    base = re.fullmatch(
+        r"\s*(varchar|character varying|char|character|bpchar)\s*\(\s*\d+\s*\)\s*",
+        db_type,
+        re.IGNORECASE,
+    )
+    if base is None:
+        return db_type
+    return "varchar" if base.group(1).lower() in ("varchar", "character varying") else "bpchar"
 
 
 def _one(cur: Any) -> Any:
@@ -451,9 +475,35 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         # The database's own text of the key, cast back on the server.
         return f"%s::{target.pk.cast_db_type(connection)}", text
 
-    def load_leaked(self, cursor: Any, name: str, values: Iterator[Any]) -> int:
+    def leaked_table(
+        self, connection: BaseDatabaseWrapper, target: Target, cursor: Any, name: str, hashed: bool
+    ) -> None:
+        # No length limit: a dump line longer than the column must not fail the load
+        # (the values are checked first, and this is the second line of defence).
+        column_type = "bytea" if hashed else _unbounded(_db_type(connection, target))
+        # pg_temp: never a table of that name in the application's schema.
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        cursor.execute(f"CREATE TEMP TABLE {name} (v {column_type})")
+
+    def load_leaked(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        cursor: Any,
+        name: str,
+        values: Iterator[Any],
+        hashed: bool,
+    ) -> int:
+        cursor.execute(
+            "SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'v'",
+            (f"pg_temp.{name}",),
+        )
+        oid = _one(cursor)[0]
         lines = 0
-        with cursor.copy(f"COPY {name} (v) FROM STDIN") as copy:
+        # Binary COPY: a value the column refuses fails without being quoted (text
+        # COPY's error context, "COPY t, line 2, column v: ...", would show it).
+        with cursor.copy(f"COPY {name} (v) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([_TEXT_OID if oid == _BPCHAR_OID else oid])
             for value in values:
                 copy.write_row((value,))
                 lines += 1
@@ -480,6 +530,14 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             cursor.execute(LAG_SQL)
             (lag,) = cursor.fetchone()
         return lag
+
+    def connection_use(self, connection: BaseDatabaseWrapper) -> ConnectionUse | None:
+        # Every role sees every backend's type in pg_stat_activity (only the query text
+        # is hidden); background workers and WAL senders have slots of their own.
+        with connection.cursor() as cursor:
+            cursor.execute(CONNECTION_USE_SQL)
+            maximum, reserved, in_use = cursor.fetchone()
+        return ConnectionUse(maximum=maximum, reserved=reserved, in_use=in_use)
 
     def describe_location(self, connection: BaseDatabaseWrapper) -> str:
         pgdata = connection.settings_dict.get("PGDATA")

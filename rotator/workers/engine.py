@@ -95,6 +95,10 @@ def _open(session: Session, worker: int, fresh: bool = False) -> None:
         with contextlib.suppress(Exception):
             connection.close()
     connection.ensure_connection()
+    if fresh:  # the application's connections come first (a full server is waited out)
+        from rotator.service.preflight import check_reconnect_room
+
+        check_reconnect_room(connection)
     job.builder.prepare_session(
         connection, job.target, f"rotator run {session.run_id} worker {worker}"
     )

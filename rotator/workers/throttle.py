@@ -10,9 +10,14 @@ Workers call ``await throttle.before_batch(size, stop)`` before each batch
   half a second's worth of rows so the load stays smooth. The limit is per
   process: with several processes on one run give each its share.
 - ``--pause-when`` and ``--max-replication-lag``: checks run between batches,
-  at most once a second for all workers together, on the asking worker's own
-  thread and connection, outside any transaction. While one returns a reason,
-  every worker waits and the progress status says ``paused: <reason>``.
+  at most once a second for all workers together, on a daemon thread of their
+  own (one connection, outside any transaction), so that a check that hangs
+  holds up neither a worker's thread nor Ctrl-C nor the process's exit. While
+  one returns a reason, every worker waits and the progress status says
+  ``paused: <reason>``; a check that has not answered in ``CHECK_TIMEOUT``
+  seconds is a reason too (``paused: --pause-when '...' did not answer in
+  10 s``), until it answers. A check that raises stops the run with its
+  exception's class only: its message may hold a value, as a generator's may.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
-from django.db import DatabaseError, connections
+from django.db import connections
 from django.utils.module_loading import import_string
 
-from rotator.errors import RotatorError, first_line
+from rotator.errors import RotatorError
 from rotator.sql.replication import check_replication_lag, replication_lag
+from rotator.workers.checker import Checker
 
 if TYPE_CHECKING:
     from rotator.service.options import Options
@@ -40,6 +45,8 @@ Check = Callable[[], "str | None"]
 BURST = 0.5
 #: Seconds between two runs of the pause checks.
 CHECK_EVERY = 1.0
+#: Seconds a pause check may take before its silence is the reason to pause.
+CHECK_TIMEOUT = 10.0
 
 
 def _number(value: float) -> str:
@@ -99,6 +106,7 @@ class Throttle:
         checks: list[tuple[str, Check]] | None = None,
         status: Callable[[str | None], None] | None = None,
         check_every: float = CHECK_EVERY,
+        check_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_rate = max_rate
@@ -114,6 +122,10 @@ class Throttle:
         self.checked_at: float | None = None
         self.lock = asyncio.Lock()
         self.shown: str | None = None
+        self.check_timeout = check_timeout
+        self.checker = Checker(self._run_checks)
+        #: The checks' call in flight, and when it must have answered (time.monotonic()).
+        self.pending: tuple[asyncio.Future[Any], float] | None = None
 
     @classmethod
     def from_options(cls, options: Options, alias: str, progress: ProgressSink) -> Throttle:
@@ -129,6 +141,11 @@ class Throttle:
             status=lambda reason: progress.set_status(reason, key="throttle"),
             check_every=CHECK_EVERY,  # read at call time: a test shortens it
         )
+
+    def close(self) -> None:
+        """The run is over: end the checks' thread (a hung check's is left, a daemon)."""
+        hung = self.pending is not None and not self.pending[0].done()
+        self.checker.close(wait=0.0 if hung else 1.0)  # Ctrl-C must not wait on a hung check
 
     async def before_batch(self, rows: int, stop: asyncio.Event | None = None) -> int:
         """Wait while paused or over the rate; return how many rows the batch may take."""
@@ -162,7 +179,9 @@ class Throttle:
             async with self.lock:
                 due = self.checked_at is None or self.clock() - self.checked_at >= self.check_every
                 if due:
-                    reason = await sync_to_async(self._run_checks, thread_sensitive=True)()
+                    reason = await self._ask(stop)
+                    if stop is not None and stop.is_set():
+                        return
                     self.checked_at = self.clock()
                     self.paused = reason
                     self._show()
@@ -175,22 +194,54 @@ class Throttle:
             if stop is not None and stop.is_set():
                 return
 
+    async def _ask(self, stop: asyncio.Event | None) -> str | None:
+        """The checks' answer; their silence past the timeout, or a stop, ends the wait."""
+        timeout = CHECK_TIMEOUT if self.check_timeout is None else self.check_timeout
+        if (
+            self.pending is not None
+            and self.pending[0].done()
+            and time.monotonic() > self.pending[1]
+        ):
+            self.pending = None  # a late answer is stale: ask again
+        if self.pending is None:
+            self.pending = (self.checker.submit(), time.monotonic() + timeout)
+        future, deadline = self.pending
+        waits: set[asyncio.Future[Any]] = {future}
+        stopped = None
+        if stop is not None:
+            stopped = asyncio.ensure_future(stop.wait())
+            waits.add(stopped)
+        try:
+            await asyncio.wait(
+                waits, timeout=max(0.0, deadline - time.monotonic()), return_when="FIRST_COMPLETED"
+            )
+        finally:
+            if stopped is not None:
+                stopped.cancel()
+        if not future.done():
+            label = self.checks[0][0] if len(self.checks) == 1 else "the pause checks"
+            return f"{label} did not answer in {timeout:g} s"
+        self.pending = None
+        return future.result()
+
     def _run_checks(self) -> str | None:
         for label, check in self.checks:
             try:
                 reason = check()
-            except (RotatorError, DatabaseError):
+            except RotatorError:
                 raise
             except Exception as exc:
+                # Its class only, as for a generator: the message may hold a value.
                 raise RotatorError(
-                    f"{label} raised {type(exc).__name__}: {first_line(exc)}; fix it first"
-                ) from exc
+                    f"{label} raised {type(exc).__name__} (message withheld: it may hold a "
+                    "secret; call it in `manage.py shell` to see it); fix it first"
+                ) from None
             if reason is None or reason == "":
                 continue
             if not isinstance(reason, str):
                 raise RotatorError(
-                    f"{label} returned {reason!r}; it must return None or the reason to pause "
-                    "as a string"
+                    f"{label} returned a value of type {type(reason).__name__} (withheld); it "
+                    "must return None or the reason to pause as a string"
                 )
             return reason
         return None

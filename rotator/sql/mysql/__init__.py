@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import connections, models
@@ -28,9 +28,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from rotator.errors import RotatorError
 from rotator.faults import Fault
 from rotator.generators import Generator, Tokens
-from rotator.sql.base import Builder, Outcome, Split, Window
+from rotator.sql.base import Builder, ConnectionUse, Outcome, Split, Window
 from rotator.sql.digests import DIGEST_BYTES, Digests
-from rotator.sql.mysql import batch, errors, liveness, plan
+from rotator.sql.mysql import batch, errors, leaked, liveness, plan
 from rotator.sql.mysql.batch import (
     BatchNames,
     create_sql,
@@ -216,6 +216,38 @@ class MySQLBuilder(RevokeMySQL, Builder):
             sha256=f"UNHEX({hexed})",
             param="%s",
         )
+
+    # The server's connections.
+
+    def connection_use(self, connection: BaseDatabaseWrapper) -> ConnectionUse | None:
+        # Threads_connected is visible to every user (PROCESSLIST shows only one's own
+        # threads without the PROCESS privilege). The extra connection MySQL keeps for
+        # CONNECTION_ADMIN (and MariaDB's extra_max_connections) lie beyond max_connections.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@GLOBAL.max_connections")
+            (maximum,) = cursor.fetchone()
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+            _, in_use = cursor.fetchone()
+        return ConnectionUse(maximum=int(maximum), reserved=0, in_use=int(in_use))
+
+    # --leaked: LOAD DATA from a pipe (leaked.py), never an INSERT with the values.
+
+    def leaked_table(
+        self, connection: BaseDatabaseWrapper, target: Target, cursor: Any, name: str, hashed: bool
+    ) -> None:
+        cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+        cursor.execute(leaked.create_sql(connection, target, name, hashed))
+
+    def load_leaked(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        cursor: Any,
+        name: str,
+        values: Iterator[Any],
+        hashed: bool,
+    ) -> int:
+        return leaked.load(cursor, target, name, values, hashed)
 
 
 __all__ = ["MySQLBuilder"]
