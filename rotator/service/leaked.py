@@ -38,7 +38,7 @@ class Leaked:
     present: int
 
 
-def _values(target: Target, path: Path, column: str | None, hashed: bool) -> Iterator[Any]:
+def dump_values(target: Target, path: Path, column: str | None, hashed: bool) -> Iterator[Any]:
     connection = connections[target.alias]
     field = target.field
     binary = field.get_internal_type() == "BinaryField"
@@ -85,7 +85,7 @@ def count_leaked(
         raw = cursor.cursor  # the driver's cursor: values never reach Django's query log
         builder.leaked_table(connection, target, raw, TEMP, hashed)
         try:
-            values = _values(target, path, column, hashed)
+            values = dump_values(target, path, column, hashed)
             lines = builder.load_leaked(connection, target, raw, TEMP, values, hashed)
             raw.execute(count)
             present = int(raw.fetchone()[0])

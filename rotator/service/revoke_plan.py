@@ -77,8 +77,10 @@ def _snapshot(target: Target, builder: Any, dump: Dump | None, tag: str, notes: 
         raw = cursor.cursor  # the driver's cursor: values never reach Django's query log
         builder.leaked_table(connection, target, raw, leaked.TEMP, dump.hashed)
         try:
-            values = leaked._values(target, dump.path, dump.column, dump.hashed)
-            notes["leaked_lines"] = builder.load_leaked(raw, leaked.TEMP, values)
+            values = leaked.dump_values(target, dump.path, dump.column, dump.hashed)
+            notes["leaked_lines"] = builder.load_leaked(
+                connection, target, raw, leaked.TEMP, values, dump.hashed
+            )
             match = match_condition(builder, connection, target, leaked.TEMP, dump.hashed)
             return int(builder.snapshot_keys(connection, target, tag, match))
         finally:
