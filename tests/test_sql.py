@@ -38,7 +38,7 @@ def explain(kind: str, lo: int | None, hi: int, *, analyze: bool) -> dict[str, A
     after the COPY of the batch's new values into the session's temporary table."""
     target, builder = token_target(), PostgreSQLBuilder()
     sql = builder.sql(connection, target, lower=lo is not None, server_side=kind == "database")
-    params: dict[str, Any] = {"hi": str(hi), "limit": LIMIT}
+    params: dict[str, Any] = {"hi": str(hi), "limit": LIMIT, "keep": None}
     if lo is not None:
         params["lo"] = str(lo)
     options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
