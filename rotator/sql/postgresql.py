@@ -41,6 +41,13 @@ from rotator.values import native_uuid
 
 _BPCHAR_OID, _TEXT_OID = 1042, 25
 
+#: Rows by the statistics; -1 if never analysed. A partitioned table has no
+#: reltuples of its own: the sum of its leaf partitions' (those analysed).
+_ESTIMATE = """\
+SELECT coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples >= 0), -1)::bigint
+FROM pg_partition_tree(%s::regclass) AS tree JOIN pg_class AS c ON c.oid = tree.relid
+WHERE tree.isleaf"""
+
 #: The first key of the rotator's advisory locks ("rot"); the second is the shard id.
 ADVISORY_CLASS = 0x726F74
 #: Advisory transaction lock class for planning ("rop"); the second key hashes the column.
@@ -283,7 +290,7 @@ class PostgreSQLBuilder(Builder):
             if row is None:
                 return Split(None, 0, [], [])
             high = row[0]
-            cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+            cur.execute(_ESTIMATE, [table])
             estimate = _one(cur)[0]
             if estimate < EXACT_PLAN_ROWS:  # also -1: never analysed
                 cur.execute(f"SELECT count(*) FROM {table} WHERE {pk} <= %s::{cast}", [high])
@@ -294,7 +301,7 @@ class PostgreSQLBuilder(Builder):
             else:
                 count = max(1, shards)
                 fractions = [(i + 1) / count for i in range(count - 1)]
-                sample = f" TABLESAMPLE SYSTEM ({100.0 * SAMPLE_ROWS / estimate:f})"
+                sample = f" TABLESAMPLE SYSTEM ({min(100.0, 100.0 * SAMPLE_ROWS / estimate):f})"
                 total = estimate
             cur.execute(
                 f"SELECT (percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {pk}))::text[] "
