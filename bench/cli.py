@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
 
-from .bootstrap import BenchError, setup
+from .bootstrap import BenchError, bench_name, setup
 from .contenders import (
     BUDGET,
     CONTENDERS,
@@ -50,7 +50,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "textbook and literal-async contenders take about 7 minutes each); --rows 100000 takes "
         "a few. Database: the server of DATABASE_URL (postgres://... only), or the embedded "
         f"PostgreSQL in .pgdata/ when DATABASE_URL is unset. On that server it creates a "
-        f"database {NAME!r} for each contender and drops it at the end (an existing "
+        f"database {NAME!r} (or the URL's own database, when its name ends in _bench) for each "
+        "contender and drops it at the end (an existing "
         f"{NAME!r} is dropped first).",
     )
     parser.add_argument(
@@ -178,13 +179,14 @@ def _benchmark(
     from . import database, report, table
     from .suite import Suite
 
-    echo(f"creating database {database.NAME!r}")
+    name = bench_name()
+    echo(f"creating database {name!r}")
     database.create()
     try:
         call_command("migrate", verbosity=0)
         table.prepare_schema()
         server = database.describe()
-        suite = Suite(database.NAME, echo)
+        suite = Suite(name, echo)
         plan = (
             [(MEMORY, args.rows), (MEMORY, args.rows * MEMORY_FACTOR)]
             if args.memory
@@ -197,7 +199,7 @@ def _benchmark(
                 echo(f"{step} {contender.name}, {rows:,} rows")
                 measured.append(suite.run(contender, rows))
     finally:
-        echo(f"dropping database {database.NAME!r}")
+        echo(f"dropping database {name!r}")
         database.drop()
 
     if args.memory:
@@ -240,7 +242,7 @@ def main(argv: list[str]) -> int:
         os.environ["DATABASE_URL"] = args.database_url
     try:
         contenders = select(args.only)
-        setup(NAME, admin=True)
+        setup(bench_name(), admin=True)
         contenders = for_vendor(contenders)
         text, failed = _benchmark(args, command, contenders, echo)
         print(text)
