@@ -9,9 +9,9 @@ window, not the number of rows updated, says whether the shard is done.
 
 Row locks the application holds: a batch first waits (up to the lock
 timeout) for the window's first row alone, holding no other row
-(``FIRST``). The statement then runs with a lock timeout of 1 ms, inside a
-savepoint: it either finds no row held (the common case, at no extra cost)
-or fails at once and is run again as the ``skip`` form, which locks the
+(``FIRST``). The statement then runs with a lock timeout of ``FAST_LOCK_TIMEOUT``
+(50 ms), inside a savepoint: it either finds no row held (the common case, at
+no extra cost) or fails soon and is run again as the ``skip`` form, which locks the
 window's free rows with ``FOR UPDATE SKIP LOCKED`` and ends the window before
 the first row held elsewhere (``Outcome.held``); the next batch starts there.
 So a batch never waits on the application while holding other rows, and the
@@ -99,10 +99,17 @@ SELECT
 #: batch holds any row of the window. Its key, and whether its value changed while
 #: the batch waited (the subquery reads the statement's snapshot, the row its
 #: newest version): a value the application wrote meanwhile is the application's.
+#: Qualified: a bare "id" would sort by the text output column of that name.
 FIRST = """\
 SELECT {pk}::text,
     {col} IS DISTINCT FROM (SELECT s.{col} FROM {table} AS s WHERE s.{pk} = {table}.{pk})
-FROM {table} WHERE {where} ORDER BY {pk} LIMIT 1 FOR UPDATE"""
+FROM {table} WHERE {where} ORDER BY {table}.{pk} LIMIT 1 FOR UPDATE"""
+
+#: How long the fast form may wait for a lock before the batch takes the skip
+#: form: short enough that the application waits at most about one batch; long
+#: enough that a concurrent worker's brief relation-extension lock (a heavyweight
+#: lock too, so lock_timeout applies to it) does not send every batch there.
+FAST_LOCK_TIMEOUT = "50ms"
 
 #: gen_random_uuid() for --generator database: made on the server, never sent.
 UUID4 = "gen_random_uuid()"

@@ -182,9 +182,10 @@ class PostgreSQLBuilder(Builder):
     def _window(self, cur: psycopg.Cursor, sql: tuple[str, str], params: dict[str, Any]) -> Outcome:
         """Run the fast form of the batch; if a row is held elsewhere, the skip form."""
         cur.execute("SAVEPOINT rotator_batch")
-        # Any lock wait fails at once: no waiting while the window's rows are held.
+        # A lock wait fails soon: no waiting on the application while rows are held.
         cur.execute(
-            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', '1ms', true)"
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+            (pgbatch.FAST_LOCK_TIMEOUT,),
         )
         timeout = _one(cur)[0]
         try:
