@@ -96,6 +96,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help=f"Instead: rotator's peak RSS (--workers 4) at --rows and "
         f"{MEMORY_FACTOR} x --rows rows (default 1M and 5M), with their ratio.",
     )
+    parser.add_argument(
+        "--factor",
+        type=_positive,
+        default=MEMORY_FACTOR,
+        help=f"With --memory: the larger table is this many times --rows (default "
+        f"{MEMORY_FACTOR}; --factor 10 for 1M and 10M). Raise max_wal_size first (README).",
+    )
     return parser.parse_args(argv)
 
 
@@ -188,7 +195,7 @@ def _benchmark(
         server = database.describe()
         suite = Suite(name, echo)
         plan = (
-            [(MEMORY, args.rows), (MEMORY, args.rows * MEMORY_FACTOR)]
+            [(MEMORY, args.rows), (MEMORY, args.rows * args.factor)]
             if args.memory
             else [(c, args.rows) for c in contenders]
         )
@@ -203,7 +210,7 @@ def _benchmark(
         database.drop()
 
     if args.memory:
-        mode, sizes = "peak memory", f"{args.rows:,} and {args.rows * MEMORY_FACTOR:,}"
+        mode, sizes = "peak memory", f"{args.rows:,} and {args.rows * args.factor:,}"
     else:
         mode, sizes = "contenders", f"{args.rows:,}"
     lines = _header(command, sizes, args.repeat, mode, server)
@@ -217,6 +224,9 @@ def _benchmark(
             f"{large.rss_peak / small.rss_peak:.2f}x (growth during the work: "
             f"{report.mib(large.rss_peak - large.rss_before)} vs "
             f"{report.mib(small.rss_peak - small.rss_before)})",
+            f"- Wall at {large.first.rows:,} / at {small.first.rows:,} rows: "
+            f"{large.seconds / small.seconds:.2f}x (rows: "
+            f"{large.first.rows / small.first.rows:.0f}x)",
         ]
         all_rows = rows
     else:
