@@ -44,9 +44,12 @@ _BPCHAR_OID, _TEXT_OID = 1042, 25
 #: Rows by the statistics; -1 if never analysed. A partitioned table has no
 #: reltuples of its own: the sum of its leaf partitions' (those analysed).
 _ESTIMATE = """\
-SELECT coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples >= 0), -1)::bigint
-FROM pg_partition_tree(%s::regclass) AS tree JOIN pg_class AS c ON c.oid = tree.relid
-WHERE tree.isleaf"""
+SELECT (CASE WHEN c.relkind <> 'p' THEN c.reltuples ELSE (
+    SELECT coalesce(sum(leaf.reltuples) FILTER (WHERE leaf.reltuples >= 0), -1)
+    FROM pg_partition_tree(c.oid) AS tree JOIN pg_class AS leaf ON leaf.oid = tree.relid
+    WHERE tree.isleaf
+) END)::bigint
+FROM pg_class AS c WHERE c.oid = %s::regclass"""
 
 #: The first key of the rotator's advisory locks ("rot"); the second is the shard id.
 ADVISORY_CLASS = 0x726F74
