@@ -44,18 +44,50 @@ def conninfo() -> dict[str, object]:
 
 
 class Application:
-    """``threads`` threads issuing ``rate`` statements/s in total until stopped."""
+    """``threads`` threads issuing ``rate`` statements/s in total until stopped; with
+    ``holds``, as many more threads that each keep one random row locked for
+    ``hold_seconds`` at a time (the statements of the others avoid those rows: the
+    application waiting on its own locks is not the rotator's doing)."""
 
-    def __init__(self, rate: float, threads: int, high: int) -> None:
+    def __init__(
+        self, rate: float, threads: int, high: int, holds: int = 0, hold_seconds: float = 3.0
+    ) -> None:
         self.interval = threads / rate
         self.high = high
+        self.hold_seconds = hold_seconds
         self.samples = Samples()
+        #: rows locked so far by the holding threads
+        self.held = 0
+        self._holding: set[int] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
-        ]
+        ] + [threading.Thread(target=self._hold, args=(n,), daemon=True) for n in range(holds)]
         self._started = 0.0
+
+    def _hold(self, n: int) -> None:
+        import psycopg
+
+        rng = random.Random(1000 + n)
+        with psycopg.connect(autocommit=True, **conninfo()) as conn:
+            while not self._stop.is_set():
+                pk = rng.randint(1, self.high)
+                with self._lock:
+                    self._holding.add(pk)
+                    self.held += 1
+                with conn.transaction():
+                    conn.execute("SELECT 1 FROM tickets_ticket WHERE id = %s FOR UPDATE", [pk])
+                    self._stop.wait(self.hold_seconds)
+                with self._lock:
+                    self._holding.discard(pk)
+
+    def _pick(self, rng: random.Random) -> int:
+        while True:
+            pk = rng.randint(1, self.high)
+            with self._lock:
+                if pk not in self._holding:
+                    return pk
 
     def __enter__(self) -> Application:
         self._started = time.perf_counter()
@@ -79,7 +111,7 @@ class Application:
         while not self._stop.is_set():
             time.sleep(max(0.0, due - time.perf_counter()))
             kind = "update" if rng.random() < 0.5 else "select"
-            pk = rng.randint(1, self.high)
+            pk = self._pick(rng)
             sent = time.perf_counter()
             try:
                 if kind == "update":

@@ -6,11 +6,24 @@ import copy
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "asyncproj.settings"
 #: Alias of the user's configured database, used only to create and drop ours.
 ADMIN = "bench_admin"
+#: The bench database, unless DATABASE_URL names one of its own (``bench_name()``).
+DEFAULT_NAME = "rotator_bench"
+#: Where the admin connection goes when DATABASE_URL names the bench database itself.
+_MAINTENANCE = {"postgresql": "postgres", "mysql": "mysql"}
+
+
+def bench_name() -> str:
+    """The database the benchmark creates and drops: DATABASE_URL's own when its name ends
+    in ``_bench`` (engineers sharing one server each keep theirs), else rotator_bench."""
+    url = os.environ.get("DATABASE_URL", "")
+    name = urlsplit(url).path.lstrip("/") if url.startswith(("postgres", "mysql")) else ""
+    return name if name.endswith("_bench") and "/" not in name else DEFAULT_NAME
 
 
 class BenchError(Exception):
@@ -39,6 +52,8 @@ def setup(dbname: str, *, admin: bool = False) -> None:
     if admin:
         maintenance = copy.deepcopy(default)
         maintenance.get("OPTIONS", {}).pop("pool", None)
+        if maintenance["NAME"] == dbname:  # a database cannot drop itself
+            maintenance["NAME"] = _MAINTENANCE.get(vendor, maintenance["NAME"])
         databases[ADMIN] = maintenance
     # SQLite: the bench database is a file beside the project's own (.data/).
     default["NAME"] = str(ROOT / ".data" / f"{dbname}.sqlite3") if vendor == "sqlite" else dbname

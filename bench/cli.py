@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
 
-from .bootstrap import BenchError, setup
+from .bootstrap import BenchError, bench_name, setup
 from .contenders import (
     BUDGET,
     CONTENDERS,
@@ -50,7 +50,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "textbook and literal-async contenders take about 7 minutes each); --rows 100000 takes "
         "a few. Database: the server of DATABASE_URL (postgres://... only), or the embedded "
         f"PostgreSQL in .pgdata/ when DATABASE_URL is unset. On that server it creates a "
-        f"database {NAME!r} for each contender and drops it at the end (an existing "
+        f"database {NAME!r} (or the URL's own database, when its name ends in _bench) for each "
+        "contender and drops it at the end (an existing "
         f"{NAME!r} is dropped first).",
     )
     parser.add_argument(
@@ -94,6 +95,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help=f"Instead: rotator's peak RSS (--workers 4) at --rows and "
         f"{MEMORY_FACTOR} x --rows rows (default 1M and 5M), with their ratio.",
+    )
+    parser.add_argument(
+        "--factor",
+        type=_positive,
+        default=MEMORY_FACTOR,
+        help=f"With --memory: the larger table is this many times --rows (default "
+        f"{MEMORY_FACTOR}; --factor 10 for 1M and 10M). Raise max_wal_size first (README).",
     )
     return parser.parse_args(argv)
 
@@ -178,15 +186,16 @@ def _benchmark(
     from . import database, report, table
     from .suite import Suite
 
-    echo(f"creating database {database.NAME!r}")
+    name = bench_name()
+    echo(f"creating database {name!r}")
     database.create()
     try:
         call_command("migrate", verbosity=0)
         table.prepare_schema()
         server = database.describe()
-        suite = Suite(database.NAME, echo)
+        suite = Suite(name, echo)
         plan = (
-            [(MEMORY, args.rows), (MEMORY, args.rows * MEMORY_FACTOR)]
+            [(MEMORY, args.rows), (MEMORY, args.rows * args.factor)]
             if args.memory
             else [(c, args.rows) for c in contenders]
         )
@@ -197,11 +206,11 @@ def _benchmark(
                 echo(f"{step} {contender.name}, {rows:,} rows")
                 measured.append(suite.run(contender, rows))
     finally:
-        echo(f"dropping database {database.NAME!r}")
+        echo(f"dropping database {name!r}")
         database.drop()
 
     if args.memory:
-        mode, sizes = "peak memory", f"{args.rows:,} and {args.rows * MEMORY_FACTOR:,}"
+        mode, sizes = "peak memory", f"{args.rows:,} and {args.rows * args.factor:,}"
     else:
         mode, sizes = "contenders", f"{args.rows:,}"
     lines = _header(command, sizes, args.repeat, mode, server)
@@ -215,6 +224,9 @@ def _benchmark(
             f"{large.rss_peak / small.rss_peak:.2f}x (growth during the work: "
             f"{report.mib(large.rss_peak - large.rss_before)} vs "
             f"{report.mib(small.rss_peak - small.rss_before)})",
+            f"- Wall at {large.first.rows:,} / at {small.first.rows:,} rows: "
+            f"{large.seconds / small.seconds:.2f}x (rows: "
+            f"{large.first.rows / small.first.rows:.0f}x)",
         ]
         all_rows = rows
     else:
@@ -240,7 +252,7 @@ def main(argv: list[str]) -> int:
         os.environ["DATABASE_URL"] = args.database_url
     try:
         contenders = select(args.only)
-        setup(NAME, admin=True)
+        setup(bench_name(), admin=True)
         contenders = for_vendor(contenders)
         text, failed = _benchmark(args, command, contenders, echo)
         print(text)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from django.db import connections
 
 from . import vendors
-from .bootstrap import ADMIN, BenchError
+from .bootstrap import ADMIN, DEFAULT_NAME, BenchError, bench_name
 
-NAME = "rotator_bench"
+NAME = DEFAULT_NAME
 MIN_VERSION = 130000  # gen_random_uuid() is built in from PostgreSQL 13
 SHOWN = ("shared_buffers", "max_wal_size", "synchronous_commit", "full_page_writes")
 
@@ -21,8 +21,9 @@ class Server:
     settings: dict[str, str]
 
 
-def create(name: str = NAME) -> None:
-    """Create ``name`` afresh; refuse when another session is using it."""
+def create(name: str | None = None) -> None:
+    """Create ``name`` (default ``bench_name()``) afresh; refuse when another session uses it."""
+    name = name or bench_name()
     if vendors.vendor() != "postgresql":
         return vendors.create(name)
     qn = connections[ADMIN].ops.quote_name
@@ -46,7 +47,8 @@ def create(name: str = NAME) -> None:
         cursor.execute(f"CREATE DATABASE {qn(name)}")
 
 
-def drop(name: str = NAME) -> None:
+def drop(name: str | None = None) -> None:
+    name = name or bench_name()
     if vendors.vendor() != "postgresql":
         return vendors.drop(name)
     default = connections["default"]

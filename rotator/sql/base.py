@@ -42,6 +42,9 @@ class Outcome:
     nulls: int = 0  # NULL rows left NULL
     collided: list[Any] = field(default_factory=list)  # keys whose new value was taken
     missed: list[Any] = field(default_factory=list)  # deleted or changed by someone else
+    #: The first key of the window held by another transaction (or deleted meanwhile):
+    #: the window stopped before it, so the shard is not done; the next batch starts there.
+    held: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,8 @@ session temporary table, which the server log never shows, and the batch
 statement skips any row whose new value is already taken instead of failing:
 those rows get other values in the same transaction (``rotate_keys``).
 
-The keyset window is numbered with row_number() and each row takes the new
-value of the same number. The UPDATE repeats the key range, bounded by the
-window's largest key, so PostgreSQL reads only the window through the
-primary key index (see EXPLAIN in tests/test_sql.py). A row the application
-deleted or re-valued while the batch ran is left alone and reported, and the
-window, not the number of rows updated, says whether the shard is done.
+The batch statement itself, and how it steps around rows the application
+holds, is in ``pgbatch.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from rotator.errors import RotatorError
 from rotator.faults import Fault, Kind
 from rotator.generators import Generator, Tokens
+from rotator.sql import pgbatch
 from rotator.sql.base import (
     Builder,
     ConnectionUse,
@@ -47,6 +44,16 @@ from rotator.values import native_uuid
 
 _BPCHAR_OID, _TEXT_OID = 1042, 25
 
+#: Rows by the statistics; -1 if never analysed. A partitioned table has no
+#: reltuples of its own: the sum of its leaf partitions' (those analysed).
+_ESTIMATE = """\
+SELECT (CASE WHEN c.relkind <> 'p' THEN c.reltuples ELSE (
+    SELECT coalesce(sum(leaf.reltuples) FILTER (WHERE leaf.reltuples >= 0), -1)
+    FROM pg_partition_tree(c.oid) AS tree JOIN pg_class AS leaf ON leaf.oid = tree.relid
+    WHERE tree.isleaf
+) END)::bigint
+FROM pg_class AS c WHERE c.oid = %s::regclass"""
+
 #: The first key of the rotator's advisory locks ("rot"); the second is the shard id.
 ADVISORY_CLASS = 0x726F74
 #: Advisory transaction lock class for planning ("rop"); the second key hashes the column.
@@ -54,43 +61,6 @@ PLAN_CLASS = 0x726F70
 #: Up to this many rows (by the statistics) a plan is exact; above, it samples.
 EXACT_PLAN_ROWS = 1_000_000
 SAMPLE_ROWS = 50_000
-
-_BATCH = """\
-WITH win AS (
-    SELECT {pk} AS k, {col} AS old, row_number() OVER (ORDER BY {pk}) AS rn
-    FROM {table}
-    WHERE {where}
-    ORDER BY {pk}
-    LIMIT %(limit)s
-), new AS (
-    SELECT {token} AS token, row_number() OVER () AS rn FROM {source}
-), pair AS (
-    SELECT win.k, win.old, new.token, {free} AS free
-    FROM win JOIN new ON new.rn = win.rn{taken}
-    WHERE {fill}
-), last AS (
-    -- not max(k): PostgreSQL has no max() for uuid keys
-    SELECT k FROM win ORDER BY k DESC LIMIT 1
-), upd AS (
-    UPDATE {table} AS t SET {col} = pair.token
-    FROM pair
-    WHERE t.{pk} = pair.k AND pair.free AND {t_range}
-        -- a value the application changed meanwhile is the application's
-        AND t.{col} IS NOT DISTINCT FROM pair.old
-    RETURNING t.{pk} AS k
-)
-SELECT
-    (SELECT count(*) FROM win),
-    (SELECT k::text FROM last),
-    (SELECT count(*) FROM upd),
-    (SELECT count(*) FROM win WHERE old IS NULL),
-    (SELECT array_agg(k::text) FROM pair WHERE NOT free),
-    (SELECT array_agg(k::text) FROM pair WHERE free AND k NOT IN (SELECT k FROM upd))"""
-
-_UUID4 = (
-    # gen_random_uuid() for --generator database: made on the server, never sent
-    "gen_random_uuid()"
-)
 
 
 #: max_connections, the slots reserved for superusers (and pg_use_reserved_connections,
@@ -169,43 +139,18 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         keys: bool = False,
         server_side: bool = False,
         fill_nulls: bool = False,
+        skip: bool = False,
     ) -> str:
-        n = Names.of(connection, target)
-        pk, col, table = n.pk, n.col, n.table
-        cast = target.pk.cast_db_type(connection)
-        if keys:
-            where = f"{pk} = ANY(%(keys)s::{cast}[])"
-            t_range = f"t.{pk} = ANY(%(keys)s::{cast}[])"
-        else:
-            where = f"{pk} <= %(hi)s::{cast}"
-            t_range = f"t.{pk} <= (SELECT k FROM last)"
-            if lower:
-                where = f"{pk} > %(lo)s::{cast} AND {where}"
-                t_range = f"t.{pk} > %(lo)s::{cast} AND {t_range}"
-        if server_side:
-            token, source = _UUID4, "generate_series(1, %(limit)s)"
-        else:
-            token, source = "token", f"pg_temp.{_temp_table(_db_type(connection, target))}"
-        # Is the new value taken? One probe of the unique index per row: LATERAL with
-        # LIMIT keeps the planner from hashing the whole table instead.
-        free, taken = "true", ""
-        if target.unique:
-            free = "taken.hit IS NULL"
-            taken = (
-                f"\n    LEFT JOIN LATERAL (SELECT 1 AS hit FROM {table} AS x"
-                f" WHERE x.{col} = new.token LIMIT 1) AS taken ON true"
-            )
-        return _BATCH.format(
-            pk=pk,
-            col=col,
-            table=table,
-            where=where,
-            t_range=t_range,
-            token=token,
+        """The batch statement; ``skip``: its form that skips rows held elsewhere."""
+        source = None if server_side else f"pg_temp.{_temp_table(_db_type(connection, target))}"
+        return pgbatch.statement(
+            connection,
+            target,
+            lower=lower,
+            keys=keys,
             source=source,
-            free=free,
-            taken=taken,
-            fill="true" if fill_nulls else "win.old IS NOT NULL",
+            fill_nulls=fill_nulls,
+            skip=skip,
         )
 
     # The session and the batch.
@@ -231,9 +176,12 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
     ) -> None:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            # jit off: a batch is ~50 ms of work, which JIT would compile for ~500 ms
+            # (jit_above_cost is easily passed by the estimates of a large batch).
             cur.execute(
                 "SELECT set_config('lock_timeout', %s, true),"
-                " set_config('idle_in_transaction_session_timeout', %s, true)",
+                " set_config('idle_in_transaction_session_timeout', %s, true),"
+                " set_config('jit', 'off', true)",
                 (f"{int(lock_timeout * 1000)}ms", f"{int(idle_timeout * 1000)}ms"),
             )
 
@@ -256,8 +204,26 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
 
     def _run(self, cur: psycopg.Cursor, sql: str, params: dict[str, Any]) -> Outcome:
         cur.execute(sql, params)
-        seen, last, rotated, nulls, collided, missed = _one(cur)
-        return Outcome(seen, last, rotated, nulls, collided or [], missed or [])
+        seen, last, rotated, nulls, collided, missed, held = _one(cur)
+        return Outcome(seen, last, rotated, nulls, collided or [], missed or [], held)
+
+    def _window(self, cur: psycopg.Cursor, sql: tuple[str, str], params: dict[str, Any]) -> Outcome:
+        """Run the fast form of the batch; if a row is held elsewhere, the skip form."""
+        cur.execute("SAVEPOINT rotator_batch")
+        # A lock wait fails soon: no waiting on the application while rows are held.
+        cur.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+            (pgbatch.FAST_LOCK_TIMEOUT,),
+        )
+        timeout = _one(cur)[0]
+        try:
+            outcome = self._run(cur, sql[0], params)
+        except psycopg.errors.LockNotAvailable:
+            cur.execute("ROLLBACK TO SAVEPOINT rotator_batch")  # also the lock timeout
+            return self._run(cur, sql[1], params)
+        cur.execute("RELEASE SAVEPOINT rotator_batch")
+        cur.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+        return outcome
 
     def rotate(
         self,
@@ -268,19 +234,32 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         fill_nulls: bool,
     ) -> Outcome:
         params: dict[str, Any] = {"hi": window.hi, "limit": window.limit}
-        if window.lo is not None:
+        lower = window.lo is not None
+        if lower:
             params["lo"] = window.lo
-        sql = self.sql(
-            connection,
-            target,
-            lower=window.lo is not None,
-            server_side=tokens is None,
-            fill_nulls=fill_nulls,
+        fast, skip = (
+            self.sql(
+                connection,
+                target,
+                lower=lower,
+                server_side=tokens is None,
+                fill_nulls=fill_nulls,
+                skip=skip,
+            )
+            for skip in (False, True)
         )
+        n = Names.of(connection, target)
+        where, _ = pgbatch.ranges(connection, target, lower=lower, keys=False)
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            # The one lock wait of a batch: on the window's first row, holding no other.
+            cur.execute(
+                pgbatch.FIRST.format(table=n.table, col=n.col, where=where, pk=n.pk), params
+            )
+            first = cur.fetchone()
+            params["keep"] = first[0] if first is not None and first[1] else None
             if tokens is not None:
                 self._copy(cur, connection, target, tokens)
-            return self._run(cur, sql, params)
+            return self._window(cur, (fast, skip), params)
 
     def rotate_keys(
         self,
@@ -301,7 +280,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             if tokens is not None:
                 self._copy(cur, connection, target, tokens)
-            return self._run(cur, sql, {"keys": keys, "limit": len(keys)})
+            return self._run(cur, sql, {"keys": keys, "limit": len(keys), "keep": None})
 
     def count_present(
         self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
@@ -340,7 +319,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             if row is None:
                 return Split(None, 0, [], [])
             high = row[0]
-            cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+            cur.execute(_ESTIMATE, [table])
             estimate = _one(cur)[0]
             if estimate < EXACT_PLAN_ROWS:  # also -1: never analysed
                 cur.execute(f"SELECT count(*) FROM {table} WHERE {pk} <= %s::{cast}", [high])
@@ -351,7 +330,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             else:
                 count = max(1, shards)
                 fractions = [(i + 1) / count for i in range(count - 1)]
-                sample = f" TABLESAMPLE SYSTEM ({100.0 * SAMPLE_ROWS / estimate:f})"
+                sample = f" TABLESAMPLE SYSTEM ({min(100.0, 100.0 * SAMPLE_ROWS / estimate):f})"
                 total = estimate
             cur.execute(
                 f"SELECT (percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {pk}))::text[] "

@@ -138,7 +138,7 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
         outcome = builder.rotate(connection, target, window, tokens, job.fill_nulls)
         rotated, missed, collisions = _other_values(job, lease, outcome)
         kept = builder.count_present(connection, target, missed) if missed else 0
-        done = outcome.seen < window.limit
+        done = outcome.seen < window.limit and outcome.held is None
         cursor = outcome.last if outcome.last is not None else lease.cursor_text
         moved = (
             Shard.objects.using(target.alias)

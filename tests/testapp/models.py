@@ -24,3 +24,15 @@ class Badge(models.Model):
     """A unique field with no default: nothing to make new values with."""
 
     code = models.CharField(max_length=20, unique=True)
+
+
+class Partitioned(models.Model):
+    """A table range-partitioned on its key; tests/test_partitions.py creates it (raw DDL:
+    Django cannot), so Django never does."""
+
+    id = models.BigIntegerField(primary_key=True)
+    token = models.UUIDField(default=uuid.uuid4)
+
+    class Meta:
+        managed = False
+        db_table = "testapp_partitioned"
