@@ -16,7 +16,7 @@ from django.db import connections
 
 from rotator.models import Run, Shard
 from rotator.sql import builder_for
-from rotator.store.claims import LEASE, owner_alive
+from rotator.store.claims import owner_alive
 from rotator.store.lifecycle import GAP, database_now, runs_for
 from rotator.target import Target
 from rotator.text import format_duration
@@ -119,7 +119,7 @@ def _shards(run: Run, shards: list[Shard], now: datetime) -> tuple[list[Holder],
         age = _age(now, shard.heartbeat_at)
         alive = None
         if shard.state == Shard.State.RUNNING:
-            fresh = age is not None and age < LEASE.total_seconds()
+            fresh = shard.lease_until is not None and shard.lease_until >= now
             alive = owner_alive(shard, builder, connection, fresh)
             _hold(holders, shard, age, alive)
         rows.append(
