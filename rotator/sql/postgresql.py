@@ -263,11 +263,11 @@ class PostgreSQLBuilder(Builder):
                 (f"{int(lock_timeout * 1000)}ms", f"{int(idle_timeout * 1000)}ms"),
             )
 
-    def _bring_values(
+    def _copy(
         self, cur: psycopg.Cursor, connection: Any, target: Target, tokens: Tokens | None
     ) -> str | None:
         """In the batch's transaction: name it for operators, COPY the new values into a
-        table dropped at commit, reserve them; return the table (None: no values sent)."""
+        table dropped at commit, reserve them; return the table if values were reserved."""
         name = self._names.get(id(connection), "rotator")
         local_name = psycopg.sql.Literal(name).as_string(connection.connection)
         if tokens is None:
@@ -275,37 +275,45 @@ class PostgreSQLBuilder(Builder):
             return None
         db_type = _db_type(connection, target)
         table = f"pg_temp.{_temp_table(db_type)}"
+        # Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid.
+        # 122 random bits: two workers drawing one value is negligible (README), so
+        # these are not reserved.
+        packed = tokens.packed is not None and native_uuid(target, connection)
+        reserve = target.unique and not packed
         # No parameters: one round trip. The table outlives only this transaction's
         # rounds (rotate_keys), whose leftovers are deleted.
         cur.execute(
             f"SELECT set_config('application_name', {local_name}, true);"
             f" CREATE TEMP TABLE IF NOT EXISTS {_temp_table(db_type)}"
-            f" (token {db_type}, h varchar(32)) ON COMMIT DROP; DELETE FROM {table}"
+            f" (token {db_type}{', h varchar(32)' if reserve else ''}) ON COMMIT DROP;"
+            f" DELETE FROM {table}"
         )
-        # Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid.
-        # 122 random bits: two workers drawing one value is negligible (README), so
-        # these are not reserved.
-        if tokens.packed is not None and native_uuid(target, connection):
+        if packed and tokens.packed is not None:
             with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_binary_uuids(tokens.packed))
-            return table
+            return None
         values = self.prep_values(connection, target, tokens)
         # Binary COPY: a value that does not fit fails without being quoted in the
         # server log (text COPY's error context would show it).
-        columns = [self._token_oid[db_type]]
-        key = _reservation_key(target) if target.unique else None
+        oid = self._token_oid[db_type]
+        if not reserve:
+            with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([oid])
+                for value in values:
+                    copy.write_row((value,))
+            return None
+        key = _reservation_key(target)
         with cur.copy(f"COPY {table} (token, h) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([*columns, _TEXT_OID])
+            copy.set_types([oid, _TEXT_OID])
             for value in values:
-                copy.write_row((value, None if key is None else _reservation(key, value)))
-        if key is not None:
-            cur.execute(_RESERVE.format(table=table))
+                copy.write_row((value, _reservation(key, value)))
+        cur.execute(_RESERVE.format(table=table))
         return table
 
-    def _unreserve(self, cur: psycopg.Cursor, table: str | None, target: Target) -> None:
+    def _unreserve(self, cur: psycopg.Cursor, table: str | None) -> None:
         # Deleted before commit: a batch waiting on these rows goes on at our commit,
-        # then its statement's snapshot sees the values taken.
-        if table is not None and target.unique:
+        # and then its statement's snapshot sees the values taken.
+        if table is not None:
             cur.execute(_UNRESERVE.format(table=table))
 
     def _run(self, cur: psycopg.Cursor, sql: str, params: dict[str, Any]) -> Outcome:
@@ -332,9 +340,9 @@ class PostgreSQLBuilder(Builder):
             fill_nulls=fill_nulls,
         )
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-            table = self._bring_values(cur, connection, target, tokens)
+            table = self._copy(cur, connection, target, tokens)
             outcome = self._run(cur, sql, params)
-            self._unreserve(cur, table, target)
+            self._unreserve(cur, table)
             return outcome
 
     def rotate_keys(
@@ -354,9 +362,9 @@ class PostgreSQLBuilder(Builder):
             fill_nulls=fill_nulls,
         )
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-            table = self._bring_values(cur, connection, target, tokens)
+            table = self._copy(cur, connection, target, tokens)
             outcome = self._run(cur, sql, {"keys": keys, "limit": len(keys)})
-            self._unreserve(cur, table, target)
+            self._unreserve(cur, table)
             return outcome
 
     def count_present(
