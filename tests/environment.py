@@ -20,6 +20,7 @@ KNOWN = {
     "server-log": "the PostgreSQL server log is a readable file (tests/test_server_log.py)",
     "unshare": "unshare --pid works: PID namespaces (tests/test_ownership.py)",
     "chromium": "Debian's chromium and chromium-driver (tests/test_browser.py)",
+    "pgbouncer": "Debian's pgbouncer to put a pooler in front of PostgreSQL (tests/test_pooler.py)",
     "mariadb-private": "mariadbd to start a private MariaDB server (tests/test_mysql_logs.py)",
 }
 
