@@ -123,6 +123,14 @@ def wait_for_rows(child: Child, at_least: int) -> int:
     return done
 
 
+def wait_for_output(child: Child, text: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while text not in child.err:
+        assert child.proc.poll() is None, f"exited before printing {text!r}:\n{child.err}"
+        assert time.monotonic() < deadline, f"no {text!r} after {TIMEOUT} s\n{child.err}"
+        time.sleep(0.01)
+
+
 def assert_no_session_state_left_behind() -> None:
     # Django's pool in the child closed; PgBouncer keeps its server connections open.
     sessions, named, locks = rotator_state_left()
@@ -192,23 +200,28 @@ def test_a_frozen_owner_loses_its_shards_after_the_lease_and_is_fenced_out_on_wa
         url = bouncer.url(connection.settings_dict["NAME"]) if bouncer else None
         env = {"ROTATOR_LEASE_SECONDS": str(LEASE)}
         # --max-rate: the owner spends most of its time between batches, where it freezes.
-        owner = spawn("--workers", "2", "--batch-size", "200", "--max-rate", "2000", url=url, **env)
+        owner = spawn(
+            "--workers", "2", "--batch-size", "200", "--max-rate", "2000", "-v", "2", url=url, **env
+        )
         wait_for_rows(owner, total // 10)
         owner.kill(signal.SIGSTOP)
         frozen_at = rows_done()
-        started = time.monotonic()
-        claimant = spawn("--workers", "2", "--batch-size", "500", "-v", "2", url=url, **env)
+        # Its session (and advisory lock) is alive; only the lease can expire.
+        time.sleep(LEASE + 1)
+        claimant = spawn(
+            "--workers", "2", "--batch-size", "200", "--max-rate", "4000", "-v", "2", url=url, **env
+        )
+        wait_for_output(claimant, "took over shard")
+        # Woken while the claimant works its shards: the owner's next batch is fenced out.
+        owner.kill(signal.SIGCONT)
         assert claimant.wait() == 0, claimant.err
-        took = time.monotonic() - started
-        # Within the lease (plus a frozen batch's idle-in-transaction timeout at worst).
-        assert took < LEASE + 15 + 20, claimant.err
         assert re.search(
             rf"took over shard \d+ from .* \(its lease expired \({LEASE} s\)\)", claimant.err
         ), claimant.err
         assert rows_done() == total > frozen_at
-        owner.kill(signal.SIGCONT)
         owner.wait()
         exactly_once(before)
+        assert re.search(r"shard \d+ lost: taken over, or its lease expired", owner.err), owner.err
         assert "Traceback" not in owner.err, owner.err
 
 
