@@ -40,6 +40,8 @@ def expire(shard_id: int) -> None:
 def job(run_id: int) -> Job:
     target = token_target()
     builder = builder_for(connection)
+    connection.ensure_connection()
+    builder.prepare_session(connection, target, "rotator test")  # as a worker does
     return Job(target, resolve_generator(target, None), builder, run_id)
 
 
