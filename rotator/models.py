@@ -72,7 +72,9 @@ class Run(models.Model):
         return f"{self.model}.{self.field}"
 
     def rows_done(self) -> int:
-        return self.shards.aggregate(n=Sum("rows_done"))["n"] or 0
+        # The run's own database: a router may send reads elsewhere (a replica).
+        shards = self.shards.using(self._state.db)
+        return shards.aggregate(n=Sum("rows_done"))["n"] or 0
 
 
 class Shard(models.Model):

@@ -82,7 +82,10 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 def run_status(run: Run, now: datetime, label: str = "") -> RunStatus:
     """The status of one run, ``now`` being the database's clock."""
     # run.shards.all(): the admin's list prefetches them for every run in one query.
-    shards = sorted(run.shards.all(), key=lambda shard: shard.index)
+    # Otherwise the run's own database: a router may send reads to a replica.
+    prefetched = "shards" in getattr(run, "_prefetched_objects_cache", {})
+    every = run.shards.all() if prefetched else run.shards.using(run._state.db)
+    shards = sorted(every, key=lambda shard: shard.index)
     done = sum(s.rows_done for s in shards)
     holders, rows = _shards(run, shards, now)
     live = any(h.alive for h in holders)
