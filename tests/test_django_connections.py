@@ -112,9 +112,11 @@ def test_django_connection_settings_rotate_on_the_primary(variant, databases):
         "2",
         "--batch-size",
         "100",
+        "-v",
+        "2",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"Writing through database 'default' ({primary} on " in done.stdout, done.stdout
+    assert f"writing through database 'default' ({primary} on " in done.stderr, done.stderr
     assert f"Rotated {KEYS:,} rows of shop.ApiKey.key" in done.stdout, done.stdout
     after = keys(primary)
     assert after.keys() == before.keys()

@@ -156,7 +156,12 @@ def test_a_rotation_through_pgbouncer_leaves_nothing_on_its_server_connections(
     exactly_once(before)
     assert_no_session_state_left_behind()
     # Found out, not configured: the startup's backend id is PgBouncer's own.
-    assert "liveness: a 60 s lease on the database clock" in child.out, child.out
+    assert re.search(
+        r"writing through database 'default' \(.* on 127\.0\.0\.1:\d+, through a pooler\); "
+        r"owners' liveness: a 60 s lease on the database clock$",
+        child.err,
+        re.M,
+    ), child.err
 
 
 @pytest.mark.slow

@@ -171,7 +171,6 @@ def rotate(
         lines = dry_run_lines(target, options, run, shards, generator, builder)
         return Report(run.pk if run else None, 0, 0.0, False, dry_run=lines)
 
-    events.note(connection_line(target, builder))
     run = _plan_or_resume(target, options, run, shards, generator, builder, events)
     if run is None:
         return Report(None, 0, 0.0, True)
@@ -186,17 +185,6 @@ def rotate(
         )
         workers = 1
     return _execute(target, run, options, workers, generator, builder, events, stopper)
-
-
-def connection_line(target: Target, builder: Builder) -> str:
-    """Which connection the run writes through (a router's replica is never it)."""
-    connection = connections[target.alias]
-    through = ", through a pooler" if builder.pooled(connection) else ""
-    return (
-        f"Writing through database {target.alias!r} "
-        f"({builder.describe_location(connection)}{through}); "
-        f"owners' liveness: {claims.liveness(builder, connection)}."
-    )
 
 
 def finished_sentence(run: Run, target: Target) -> str:

@@ -324,6 +324,8 @@ async def _watch(session: Session) -> None:
     renew_every = min(lifecycle.TICK_EVERY, claims.lease().total_seconds() / 3)
     async with ThreadSensitiveContext():
         try:
+            with contextlib.suppress(DatabaseError):
+                progress.message(await _in_thread(connection_line, session), level=2)
             while not session.stop.is_set():
                 await _sleep(session, 1.0)
                 progress.tick()
@@ -368,6 +370,18 @@ def _close_own(alias: str) -> None:
     # Looked up in the calling thread: connections[alias] is per thread, and the
     # event loop's thread's connection is the command's, not the watcher's.
     connections[alias].close()
+
+
+def connection_line(session: Session) -> str:
+    """Which connection the run writes through (a router's replica is never it)."""
+    target, builder = session.job.target, session.job.builder
+    connection = connections[target.alias]
+    through = ", through a pooler" if builder.pooled(connection) else ""
+    return (
+        f"writing through database {target.alias!r} "
+        f"({builder.describe_location(connection)}{through}); "
+        f"owners' liveness: {claims.liveness(builder, connection)}"
+    )
 
 
 async def work(session: Session, workers: int) -> None:
