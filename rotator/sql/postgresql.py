@@ -57,7 +57,7 @@ _RESERVE = (
     "INSERT INTO rotator_reservation (digest) SELECT h FROM {table} WHERE h IS NOT NULL "
     "ORDER BY h ON CONFLICT DO NOTHING"
 )
-_UNRESERVE = "DELETE FROM rotator_reservation WHERE digest IN (SELECT h FROM {table})"
+_UNRESERVE = "DELETE FROM rotator_reservation AS r USING {table} AS t WHERE r.digest = t.h"
 
 #: The first key of the rotator's advisory locks ("rot"); the second is the shard id.
 ADVISORY_CLASS = 0x726F74
@@ -286,7 +286,9 @@ class PostgreSQLBuilder(Builder):
             f"SELECT set_config('application_name', {local_name}, true);"
             f" CREATE TEMP TABLE IF NOT EXISTS {_temp_table(db_type)}"
             f" (token {db_type}{', h varchar(32)' if reserve else ''}) ON COMMIT DROP;"
-            f" DELETE FROM {table}"
+            # A later round of this transaction may reserve where the first did not.
+            + (f" ALTER TABLE {table} ADD COLUMN IF NOT EXISTS h varchar(32);" if reserve else "")
+            + f" DELETE FROM {table}"
         )
         if packed and tokens.packed is not None:
             with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:

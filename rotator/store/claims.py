@@ -48,7 +48,19 @@ from rotator.workers.processes import pid_alive
 LEASE = timedelta(seconds=60)
 #: ROTATOR_LIVENESS values: "auto" takes advisory locks only on direct connections.
 LIVENESS = ("auto", "lease", "advisory")
-HOST = socket.gethostname()
+
+
+def _host() -> str:
+    """This host, and its PID namespace where the kernel says: containers that share a
+    hostname but not their pids must never compare pids."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{namespace.removeprefix('pid:').strip('[]')}"
+
+
+HOST = _host()
 #: Sessions running in this process: a shard owned by this pid under any other
 #: session was left behind by an earlier, finished session (in-process reruns).
 LIVE_SESSIONS: set[str] = set()
@@ -157,14 +169,18 @@ def _dead_because(shard: Shard, builder: Builder, connection: Any, fresh: bool) 
     """Why a running shard's owner is known dead ("" while it may be alive)."""
     if not shard.owner_session:
         return "it has no owner"
+    expired = f"its lease expired ({lease().total_seconds():g} s)"
+    if uses_locks(builder, connection):
+        # The database's answer first: a free lock is a session gone, whatever pids say.
+        if builder.owner_alive(connection, shard.pk) is False:
+            return "its session is gone"
+        return "" if fresh else expired
     if shard.owner_host == HOST and shard.owner_pid is not None:
         if shard.owner_pid == os.getpid():
             return "" if shard.owner_session in LIVE_SESSIONS else "its session ended"
         if not pid_alive(shard.owner_pid):
             return "its process is gone"
-    if uses_locks(builder, connection) and builder.owner_alive(connection, shard.pk) is False:
-        return "its session is gone"
-    return "" if fresh else f"its lease expired ({lease().total_seconds():g} s)"
+    return "" if fresh else expired
 
 
 def claim(target: Target, builder: Builder, run_id: int, owner: Owner) -> Lease | None:
