@@ -223,8 +223,10 @@ def test_a_frozen_owner_loses_its_shards_after_the_lease_and_is_fenced_out_on_wa
         assert re.search(
             rf"took over shard \d+ from .* \(its lease expired \({LEASE} s\)\)", claimant.err
         ), claimant.err
-        assert rows_done() == total > frozen_at
         owner.wait()
+        # A shard the woken owner found still its own (fenced, handed back, claimed
+        # again) it finished itself; every row once either way.
+        assert rows_done() == total > frozen_at
         exactly_once(before)
         assert re.search(r"shard \d+ lost: taken over, or its lease expired", owner.err), owner.err
         assert "Traceback" not in owner.err, owner.err
