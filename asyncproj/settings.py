@@ -126,6 +126,12 @@ LOGGING = {
     },
 }
 
+# Liveness of shard owners (README "Behind a connection pooler"): "auto" takes
+# session locks only on direct connections; a frozen owner loses its shards after
+# the lease (seconds, on the database clock).
+ROTATOR_LIVENESS = os.environ.get("ROTATOR_LIVENESS", "auto")
+ROTATOR_LEASE_SECONDS = float(os.environ.get("ROTATOR_LEASE_SECONDS", "60"))
+
 # The Django admin (rotator/admin.py: runs, progress, pause/resume/cancel).
 # `python manage.py createsuperuser`, then `python manage.py runserver --insecure`
 # (--insecure serves the admin's CSS while DEBUG is off) and open /admin/.

@@ -77,7 +77,9 @@ class Run(models.Model):
         return f"{self.model}.{self.field}"
 
     def rows_done(self) -> int:
-        return self.shards.aggregate(n=Sum("rows_done"))["n"] or 0
+        # The run's own database: a router may send reads elsewhere (a replica).
+        shards = self.shards.using(self._state.db)
+        return shards.aggregate(n=Sum("rows_done"))["n"] or 0
 
 
 class Shard(models.Model):
@@ -107,6 +109,11 @@ class Shard(models.Model):
     owner_host = models.CharField(max_length=255, blank=True, default="")
     owner_pid = models.IntegerField(null=True)
     heartbeat_at = models.DateTimeField(null=True, help_text="By the database clock.")
+    lease_until = models.DateTimeField(
+        null=True,
+        help_text="The owner's lease ends then, by the database clock; every batch renews it, "
+        "and a batch commits only while it holds an unexpired lease.",
+    )
     finished_at = models.DateTimeField(null=True)
 
     class Meta:
@@ -149,6 +156,21 @@ class Fingerprint(models.Model):
 
     def __str__(self) -> str:
         return f"fingerprint of row {self.key} in run {self.run_id}"
+
+
+class Reservation(models.Model):
+    """A new value a batch is about to write, by keyed hash (never the value).
+
+    A batch inserts its candidates' hashes (``ON CONFLICT DO NOTHING``) before its
+    UPDATE and deletes them before it commits: a second worker drawing the same value
+    waits for the first to commit, then sees the value taken, so no unique violation
+    (whose DETAIL would log the value) can happen between workers.
+    """
+
+    digest = models.CharField(max_length=32, primary_key=True)
+
+    def __str__(self) -> str:
+        return f"reservation {self.digest[:8]}"
 
 
 #: States a run can be resumed from; at most one such run per table and column.

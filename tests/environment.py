@@ -21,6 +21,7 @@ KNOWN = {
     "unshare": "unshare --pid works: PID namespaces (tests/test_ownership.py)",
     "chromium": "Debian's chromium and chromium-driver (tests/test_browser.py)",
     "jit": "the PostgreSQL server can JIT-compile: pg_jit_available() (tests/test_sql.py)",
+    "pgbouncer": "Debian's pgbouncer to put a pooler in front of PostgreSQL (tests/test_pooler.py)",
     "mariadb-private": "mariadbd to start a private MariaDB server (tests/test_mysql_logs.py)",
     "celery": "the celery extra, Redis and RabbitMQ at 127.0.0.1 (tests/test_celery.py)",
 }

@@ -37,7 +37,7 @@ COMMAND = manage(
     "-v",
     "2",
 )
-TAKE_OVERS = re.compile(r"took over shard \d+|taken over elsewhere")
+TAKE_OVERS = re.compile(r"took over shard \d+|lost: taken over")
 
 
 def pid_namespaces() -> str | None:

@@ -65,7 +65,7 @@ def dry_run_lines(
         )
         rows = [
             (s.index, s.lower, s.upper, s.rows_planned, f"{s.state}, {s.rows_done:,} done")
-            for s in run.shards.all()
+            for s in run.shards.using(run._state.db)
         ]
     else:
         plan = make_plan(target, builder, shards)

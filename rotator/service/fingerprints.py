@@ -34,7 +34,7 @@ def record(target: Target, run: Run) -> int:
         # The run row's lock makes a second process joining the run wait here,
         # and its workers' first claim wait, until the fingerprints are committed.
         locked = Run.objects.using(target.alias).select_for_update().filter(pk=run.pk)
-        if not locked.exists() or run.fingerprints.exists() or run.rows_done():
+        if not locked.exists() or run.fingerprints.using(target.alias).exists() or run.rows_done():
             return 0
         # The high-water key is kept as the database's own text of the key.
         sql, params = builder.fingerprint_insert(

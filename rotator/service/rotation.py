@@ -195,7 +195,7 @@ def finished_sentence(run: Run, target: Target) -> str:
 
 
 def _check_resumable(run: Run, shards: int | None) -> None:
-    planned = run.shards.count()
+    planned = run.shards.using(run._state.db).count()
     if shards is not None and shards != planned and planned:
         raise RotatorError(
             f"--shards {shards} does not match run {run.pk}, planned with {planned} shards; "
@@ -238,7 +238,7 @@ def _plan_or_resume(
     about = "about " if run.options.get("estimated") else ""
     events.note(
         f"{verb} run {run.pk}: {about}{run.total_rows:,} rows of {target.label} in "
-        f"{run.shards.count()} shards (keys up to {run.high_water})."
+        f"{run.shards.using(run._state.db).count()} shards (keys up to {run.high_water})."
     )
     for line in value_notes(target, options, generator):
         events.note(line)

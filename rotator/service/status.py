@@ -16,7 +16,7 @@ from django.db import connections
 
 from rotator.models import Run, Shard
 from rotator.sql import builder_for
-from rotator.store.claims import LEASE, owner_alive
+from rotator.store.claims import owner_alive
 from rotator.store.lifecycle import GAP, database_now, runs_for
 from rotator.target import Target
 from rotator.text import format_duration
@@ -82,7 +82,10 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 def run_status(run: Run, now: datetime, label: str = "") -> RunStatus:
     """The status of one run, ``now`` being the database's clock."""
     # run.shards.all(): the admin's list prefetches them for every run in one query.
-    shards = sorted(run.shards.all(), key=lambda shard: shard.index)
+    # Otherwise the run's own database: a router may send reads to a replica.
+    prefetched = "shards" in getattr(run, "_prefetched_objects_cache", {})
+    every = run.shards.all() if prefetched else run.shards.using(run._state.db)
+    shards = sorted(every, key=lambda shard: shard.index)
     done = sum(s.rows_done for s in shards)
     holders, rows = _shards(run, shards, now)
     live = any(h.alive for h in holders)
@@ -119,7 +122,7 @@ def _shards(run: Run, shards: list[Shard], now: datetime) -> tuple[list[Holder],
         age = _age(now, shard.heartbeat_at)
         alive = None
         if shard.state == Shard.State.RUNNING:
-            fresh = age is not None and age < LEASE.total_seconds()
+            fresh = shard.lease_until is not None and shard.lease_until >= now
             alive = owner_alive(shard, builder, connection, fresh)
             _hold(holders, shard, age, alive)
         rows.append(

@@ -138,6 +138,9 @@ class Builder:
     def prepare_session(self, connection: BaseDatabaseWrapper, target: Target, name: str) -> None:
         """Once per worker connection (and after a reconnect), outside any transaction."""
 
+    def adapt(self, connection: BaseDatabaseWrapper) -> None:
+        """Fit a new connection of the run for what is between it and the server (a pooler)."""
+
     def guard_transaction(
         self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
     ) -> None:
@@ -201,7 +204,16 @@ class Builder:
         """A key kept as text, as a parameter this builder's SQL compares exactly."""
         return text
 
-    # Liveness of shard owners (see claims.py). Without locks: heartbeats.
+    # Liveness of shard owners (see claims.py): a lease on the database clock on every
+    # database; where ``has_locks``, also a session lock per shard on direct connections,
+    # which frees the moment the owner's session dies. Never a lock behind a pooler.
+
+    #: Whether this database has session locks (try_own, owner_alive) at all.
+    has_locks = False
+
+    def pooled(self, connection: BaseDatabaseWrapper) -> bool:
+        """Whether ``connection`` goes through a pooler that shares server sessions."""
+        return False
 
     def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
         """Take the lock that says "shard_id is worked by this session"; False if held."""

@@ -3,9 +3,16 @@
 New values never travel as a bind parameter or in SQL text: PostgreSQL logs
 those (``log_min_duration_statement``, ``log_statement``), and a unique
 violation's DETAIL would log a live value. They are COPYed (binary) into a
-session temporary table, which the server log never shows, and the batch
-statement skips any row whose new value is already taken instead of failing:
-those rows get other values in the same transaction (``rotate_keys``).
+temporary table made in the batch's own transaction (``ON COMMIT DROP``), which
+the server log never shows, and the batch statement skips any row whose new
+value is already taken instead of failing: those rows get other values in the
+same transaction (``rotate_keys``). For a unique column, the batch first
+reserves its values by keyed hash (``rotator_reservation``) so that a second
+worker drawing the same value waits for the first and then sees it taken.
+
+Nothing of a batch relies on an earlier transaction of its connection, and
+nothing it sets outlives it (``set_config(..., true)``, the table dropped at
+commit), so it runs through a transaction pooler (PgBouncer) as it runs direct.
 
 The batch statement itself, and how it steps around rows the application
 holds, is in ``pgbatch.py``.
@@ -14,11 +21,13 @@ holds, is in ``pgbatch.py``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
@@ -43,6 +52,12 @@ from rotator.target import Target
 from rotator.values import native_uuid
 
 _BPCHAR_OID, _TEXT_OID = 1042, 25
+_RESERVE = (
+    # Sorted: two batches reserving the same values take them in one order (no deadlock).
+    "INSERT INTO rotator_reservation (digest) SELECT h FROM {table} WHERE h IS NOT NULL "
+    "ORDER BY h ON CONFLICT DO NOTHING"
+)
+_UNRESERVE = "DELETE FROM rotator_reservation AS r USING {table} AS t WHERE r.digest = t.h"
 
 #: Rows by the statistics; -1 if never analysed. A partitioned table has no
 #: reltuples of its own: the sum of its leaf partitions' (those analysed).
@@ -115,13 +130,33 @@ def _binary_uuids(packed: bytes) -> bytes:
     return b"PGCOPY\n\xff\r\n\x00" + bytes(8) + bytes(rows) + b"\xff\xff"
 
 
+#: Whether a database alias goes through a pooler (PostgreSQLBuilder.pooled()).
+_POOLED: dict[str, bool] = {}
+
+
+def _reservation_key(target: Target) -> bytes:
+    """The key of reservation hashes: every process of the project derives the same one,
+    and a copy of the database alone (without SECRET_KEY) cannot test a guess."""
+    column = f"{target.model._meta.db_table}.{column_of(target.field)}"
+    return hmac.digest(
+        settings.SECRET_KEY.encode(), b"rotator reservation " + column.encode(), "sha256"
+    )
+
+
+def _reservation(key: bytes, value: Any) -> str:
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return hmac.digest(key, data, "sha256")[:16].hex()
+
+
 class PostgreSQLBuilder(RevokePostgreSQL, Builder):
     vendor = "postgresql"
     hashes_on_server = True
     blob_type = "bytea"
+    has_locks = True
 
     def __init__(self) -> None:
         self._token_oid: dict[str, int] = {}
+        self._names: dict[int, str] = {}  # id(connection) -> application_name
 
     def supports(self, target: Target, generator: Generator) -> str | None:
         if generator.server_side and target.field.get_internal_type() != "UUIDField":
@@ -156,21 +191,37 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
     # The session and the batch.
 
     def prepare_session(self, connection: BaseDatabaseWrapper, target: Target, name: str) -> None:
+        # Nothing is set on the session: behind a pooler it is not ours to keep.
         db_type = _db_type(connection, target)
-        table = _temp_table(db_type)
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-            cur.execute("SELECT set_config('application_name', %s, false)", (name[:63],))
-            cur.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {table} (token {db_type}) ON COMMIT DELETE ROWS"
-            )
-            cur.execute(
-                "SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
-                "AND attname = 'token'",
-                (f"pg_temp.{table}",),
-            )
-            oid = _one(cur)[0]
+        self._names[id(connection)] = name[:63]
+        self.adapt(connection)
+        if db_type not in self._token_oid:
+            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+                cur.execute("SELECT %s::regtype::oid", (db_type,))
+                oid = _one(cur)[0]
             # char(n) (bpchar) is sent in text's binary form; psycopg has no bpchar dumper.
             self._token_oid[db_type] = _TEXT_OID if oid == _BPCHAR_OID else oid
+
+    def adapt(self, connection: BaseDatabaseWrapper) -> None:
+        if self.pooled(connection) and "prepare_threshold" not in connection.settings_dict.get(
+            "OPTIONS", {}
+        ):
+            # A prepared statement lives on one server connection, and the next
+            # transaction may run on another: psycopg must not prepare (unless the
+            # user set prepare_threshold, e.g. for PgBouncer 1.21+'s own support).
+            connection.connection.prepare_threshold = None
+
+    def pooled(self, connection: BaseDatabaseWrapper) -> bool:
+        # Per alias: one alias is one address, so one answer (asked once per process).
+        alias = connection.alias
+        if alias not in _POOLED:
+            connection.ensure_connection()
+            raw = connection.connection
+            with connection.wrap_database_errors, psycopg.Cursor(raw) as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                # A pooler answers the startup with a backend id of its own.
+                _POOLED[alias] = _one(cur)[0] != raw.info.backend_pid
+        return _POOLED[alias]
 
     def guard_transaction(
         self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
@@ -185,22 +236,60 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
                 (f"{int(lock_timeout * 1000)}ms", f"{int(idle_timeout * 1000)}ms"),
             )
 
-    def _copy(self, cur: psycopg.Cursor, connection: Any, target: Target, tokens: Tokens) -> None:
+    def _copy(
+        self, cur: psycopg.Cursor, connection: Any, target: Target, tokens: Tokens | None
+    ) -> str | None:
+        """In the batch's transaction: name it for operators, COPY the new values into a
+        table dropped at commit, reserve them; return the table if values were reserved."""
+        name = self._names.get(id(connection), "rotator")
+        local_name = psycopg.sql.Literal(name).as_string(connection.connection)
+        if tokens is None:
+            cur.execute(f"SELECT set_config('application_name', {local_name}, true)")
+            return None
         db_type = _db_type(connection, target)
         table = f"pg_temp.{_temp_table(db_type)}"
-        cur.execute(f"DELETE FROM {table}")  # leftovers of an earlier round of this batch
         # Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid.
-        if tokens.packed is not None and native_uuid(target, connection):
+        # 122 random bits: two workers drawing one value is negligible (README), so
+        # these are not reserved.
+        packed = tokens.packed is not None and native_uuid(target, connection)
+        reserve = target.unique and not packed
+        # No parameters: one round trip. The table outlives only this transaction's
+        # rounds (rotate_keys), whose leftovers are deleted.
+        cur.execute(
+            f"SELECT set_config('application_name', {local_name}, true);"
+            f" CREATE TEMP TABLE IF NOT EXISTS {_temp_table(db_type)}"
+            f" (token {db_type}{', h varchar(32)' if reserve else ''}) ON COMMIT DROP;"
+            # A later round of this transaction may reserve where the first did not.
+            + (f" ALTER TABLE {table} ADD COLUMN IF NOT EXISTS h varchar(32);" if reserve else "")
+            + f" DELETE FROM {table}"
+        )
+        if packed and tokens.packed is not None:
             with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_binary_uuids(tokens.packed))
-            return
+            return None
         values = self.prep_values(connection, target, tokens)
         # Binary COPY: a value that does not fit fails without being quoted in the
         # server log (text COPY's error context would show it).
-        with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([self._token_oid[db_type]])
+        oid = self._token_oid[db_type]
+        if not reserve:
+            with cur.copy(f"COPY {table} (token) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([oid])
+                for value in values:
+                    copy.write_row((value,))
+            return None
+        key = _reservation_key(target)
+        with cur.copy(f"COPY {table} (token, h) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([oid, _TEXT_OID])
             for value in values:
-                copy.write_row((value,))
+                copy.write_row((value, _reservation(key, value)))
+        cur.execute(_RESERVE.format(table=table))
+        return table
+
+    def _unreserve(self, cur: psycopg.Cursor, table: str | None) -> None:
+        # Deleted before commit: a batch waiting on these rows goes on at our commit,
+        # and then its statement's snapshot sees the values taken.
+        if table is not None:
+            cur.execute(_UNRESERVE.format(table=table))
 
     def _run(self, cur: psycopg.Cursor, sql: str, params: dict[str, Any]) -> Outcome:
         cur.execute(sql, params)
@@ -257,9 +346,10 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             )
             first = cur.fetchone()
             params["keep"] = first[0] if first is not None and first[1] else None
-            if tokens is not None:
-                self._copy(cur, connection, target, tokens)
-            return self._window(cur, (fast, skip), params)
+            table = self._copy(cur, connection, target, tokens)
+            outcome = self._window(cur, (fast, skip), params)
+            self._unreserve(cur, table)
+            return outcome
 
     def rotate_keys(
         self,
@@ -278,9 +368,10 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             fill_nulls=fill_nulls,
         )
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-            if tokens is not None:
-                self._copy(cur, connection, target, tokens)
-            return self._run(cur, sql, {"keys": keys, "limit": len(keys), "keep": None})
+            table = self._copy(cur, connection, target, tokens)
+            outcome = self._run(cur, sql, {"keys": keys, "limit": len(keys), "keep": None})
+            self._unreserve(cur, table)
+            return outcome
 
     def count_present(
         self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
@@ -347,8 +438,9 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         share = sizes_of(positions(total, len(uppers)))
         return Split(high, total, uppers, share, estimated=True)
 
-    # Liveness: a session advisory lock per shard, (class, shard id), held on the
-    # worker's connection; it is released with the session, whatever kills it.
+    # Liveness on direct connections (claims.py): a session advisory lock per shard,
+    # (class, shard id), held on the worker's connection; it is released with the
+    # session, whatever kills it. Never taken behind a pooler (pooled()).
 
     def _advisory(self, connection: BaseDatabaseWrapper, sql: str, shard_id: int) -> Any:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:

@@ -72,7 +72,7 @@ def database_now(alias: str) -> datetime:
 
 def tally(run: Run) -> dict[str, int]:
     """The run's counts summed over its shards: rotated, vanished, kept, null."""
-    sums = run.shards.aggregate(
+    sums = run.shards.using(run._state.db).aggregate(
         rotated=Sum("rows_done"),
         vanished=Sum("rows_vanished"),
         kept=Sum("rows_kept"),

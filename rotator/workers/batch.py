@@ -28,7 +28,7 @@ from rotator.generators import Generator, Tokens
 from rotator.models import Run, Shard
 from rotator.sql import Builder
 from rotator.sql.base import Outcome, Window
-from rotator.store.claims import Lease
+from rotator.store.claims import Lease, lease_end
 from rotator.target import Target
 
 #: Rounds of fresh values for rows whose new value was already taken, per batch.
@@ -142,7 +142,8 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
         cursor = outcome.last if outcome.last is not None else lease.cursor_text
         moved = (
             Shard.objects.using(target.alias)
-            .filter(lease.mine(), cursor=lease.cursor_text)
+            # Fenced: only the owner, from its cursor, under an unexpired lease.
+            .filter(lease.mine(), cursor=lease.cursor_text, lease_until__gte=Now())
             .update(
                 cursor=cursor,
                 rows_done=F("rows_done") + rotated,
@@ -150,6 +151,7 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
                 rows_kept=F("rows_kept") + kept,
                 rows_null=F("rows_null") + outcome.nulls,
                 heartbeat_at=Now(),
+                lease_until=lease_end(),
                 state=Shard.State.DONE if done else Shard.State.RUNNING,
                 finished_at=Now() if done else None,
             )

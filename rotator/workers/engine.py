@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 
 from rotator.errors import RotatorError, RunStopped, ShardLost, first_line
 from rotator.faults import Fault, Kind
@@ -111,9 +112,11 @@ def _close(session: Session, worker: int) -> None:
     session.connections.pop(worker, None)
     session.backends.pop(worker, None)
     connection = connections[session.job.target.alias]
-    # A pooled connection must not carry this worker's shard locks to its next user.
+    # A pooled connection must not carry this worker's shard locks to its next user
+    # (behind a transaction pooler no lock was taken, and unlocking all would free
+    # another client's locks on the shared server connection).
     with contextlib.suppress(Exception):
-        if connection.connection is not None:
+        if connection.connection is not None and claims.uses_locks(session.job.builder, connection):
             session.job.builder.disown_all(connection)
     connection.close()
 
@@ -181,12 +184,17 @@ async def _work_shard(
         if session.stop.is_set():
             await _call(session, worker, claims.release, job.target, job.builder, lease)
             return
+        if not lease.locked:
+            await _call(session, worker, claims.relock, job.target, job.builder, lease)
         session.in_batch[worker] = time.monotonic()
         try:
             # The throttle's size, not the sizer's: --max-rate may cut a batch.
             result = await _in_thread(job.operation or run_batch, job, lease, size)
         except ShardLost:
-            _lost(session, worker, lease, "taken over elsewhere")
+            # Taken over, or our lease expired (a frozen process): hand back what is
+            # still ours, so that a claimant (maybe this worker) goes on exactly.
+            await _call(session, worker, claims.release, job.target, job.builder, lease)
+            _lost(session, worker, lease, "lost: taken over, or its lease expired")
             return
         except DatabaseError as exc:
             if not await _after_fault(session, worker, lease, sizer, retries, exc):
@@ -199,9 +207,7 @@ async def _work_shard(
         rows += result.rows
         _record(session, worker, lease, sizer, result)
         if result.done:
-            await _call(
-                session, worker, job.builder.disown, session.connections[worker], lease.shard_id
-            )
+            await _call(session, worker, claims.disown, job.target, job.builder, lease)
             seconds = time.monotonic() - started
             session.progress.message(
                 f"worker {worker}: shard {lease.index} done, {lease.rows_done:,} rows "
@@ -250,10 +256,9 @@ async def _after_fault(
         connection = session.connections.get(worker)
         if connection is None:  # stopped while reconnecting
             return False
-        # The shard's lock died with the old session: take it again, if still ours.
-        if not await _in_thread(job.builder.try_own, connection, lease.shard_id):
-            _lost(session, worker, lease, "taken over")
-            return False
+        # The shard's lock died with the old session; the lease did not, so the shard
+        # is still ours unless the batch's fence says otherwise. Lock it again.
+        lease.locked = False
     elif retries.exhausted:
         raise RotatorError(
             f"{fault.what} {retries.count} times in a row on shard {lease.index} of "
@@ -292,7 +297,7 @@ async def _worker(session: Session, worker: int) -> None:
                 if lease.took_over:
                     session.progress.message(
                         f"worker {worker}: took over shard {lease.index} from {lease.took_over} "
-                        "(its session is gone)",
+                        f"({lease.why})",
                         level=2,
                     )
                 try:
@@ -319,9 +324,12 @@ def _blockers(session: Session, backends: list[int]) -> dict[int, list[int]]:
 async def _watch(session: Session) -> None:
     """Say what a slow batch waits for (a lock held by whom), and keep the output alive."""
     progress, waiting = session.progress, False
-    ticked = time.monotonic()
+    ticked = renewed = time.monotonic()
+    renew_every = min(lifecycle.TICK_EVERY, claims.lease().total_seconds() / 3)
     async with ThreadSensitiveContext():
         try:
+            with contextlib.suppress(DatabaseError):
+                progress.message(await _in_thread(connection_line, session), level=2)
             while not session.stop.is_set():
                 await _sleep(session, 1.0)
                 progress.tick()
@@ -330,6 +338,11 @@ async def _watch(session: Session) -> None:
                     ticked = now
                     with contextlib.suppress(DatabaseError):
                         await _in_thread(lifecycle.tick, session.run)
+                if now - renewed >= renew_every:
+                    renewed = now
+                    # Between batches (--max-rate sleeps, pauses) the leases still hold.
+                    with contextlib.suppress(DatabaseError):
+                        await _in_thread(claims.renew, session.job.target, session.name)
                 slow = {
                     session.backends[w]: now - t
                     for w, t in list(session.in_batch.items())
@@ -363,13 +376,34 @@ def _close_own(alias: str) -> None:
     connections[alias].close()
 
 
+def connection_line(session: Session) -> str:
+    """Which connection the run writes through (a router's replica is never it)."""
+    target, builder = session.job.target, session.job.builder
+    connection = connections[target.alias]
+    through = ", through a pooler" if builder.pooled(connection) else ""
+    return (
+        f"writing through database {target.alias!r} "
+        f"({builder.describe_location(connection)}{through}); "
+        f"owners' liveness: {claims.liveness(builder, connection)}"
+    )
+
+
 async def work(session: Session, workers: int) -> None:
     """Run ``workers`` workers until no shard is left, a stop, or an error."""
     claims.LIVE_SESSIONS.add(session.name)
+    alias = session.job.target.alias
+
+    def adapt(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+        # Every connection of the run (the watcher's too), as it is made.
+        if connection.alias == alias:
+            session.job.builder.adapt(connection)
+
+    connection_created.connect(adapt, weak=False)
     watcher = asyncio.ensure_future(_watch(session))
     try:
         await asyncio.gather(*(_worker(session, i) for i in range(workers)))
     finally:
+        connection_created.disconnect(adapt)
         claims.LIVE_SESSIONS.discard(session.name)
         session.stop.set()
         with contextlib.suppress(Exception):

@@ -168,7 +168,9 @@ class MySQLBuilder(RevokeMySQL, Builder):
     def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
         return plan.split(connection, target, shards, lambda text: self.key_param(target, text))
 
-    # Liveness: a named lock per shard, held by the worker's session.
+    # Liveness: a named lock per shard, held by the worker's session, beside the lease.
+
+    has_locks = True
 
     def try_own(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool:
         return liveness.shard_lock(connection, "SELECT GET_LOCK(%s, 0)", shard_id) == 1

@@ -1,5 +1,7 @@
 """Liveness on MariaDB/MySQL: a ``GET_LOCK()`` named lock per shard, held by the worker's
-session; like PostgreSQL's advisory locks, it dies with the session."""
+session; like PostgreSQL's advisory locks, it dies with the session. It only proves an
+owner dead sooner: a frozen owner keeps its session (and lock) but loses its shards when
+its lease on the database clock expires (rotator/store/claims.py)."""
 
 from __future__ import annotations
 
