@@ -14,3 +14,4 @@ INSTALLED_APPS += [
 ]
 # Hashing fields hash in the tests too; MD5 keeps that fast (never for real passwords).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ROTATOR_SETTLE_SECONDS = 0.2

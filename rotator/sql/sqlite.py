@@ -16,7 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from rotator.faults import Fault, Kind
 from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
-from rotator.sql.digests import DIGEST_BYTES, Digests, sha256_of, value_text
+from rotator.sql.digests import DIGEST_BYTES, Digests, keyed_digest, sha256_of, value_text
 from rotator.sql.names import Names
 from rotator.target import Target
 
@@ -182,6 +182,22 @@ class SQLiteBuilder(Builder):
             sha256=f"rotator_sha256({alias}{n.col})",
             param="?",
         )
+
+    # The proof: the key lives in a Python function of this connection (no server log).
+
+    insert_ignore = ("INSERT OR IGNORE", "")
+
+    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
+        connection.ensure_connection()
+        field = target.field
+
+        def proof(value: Any) -> int | None:
+            return None if value is None else keyed_digest(key, value_text(field, value))
+
+        connection.connection.create_function("rotator_proof", 1, proof, deterministic=True)
+
+    def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
+        return f"rotator_proof({alias}{Names.of(connection, target).col})"
 
     def describe_location(self, connection: BaseDatabaseWrapper) -> str:
         return str(connection.settings_dict.get("NAME"))

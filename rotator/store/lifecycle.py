@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import F, QuerySet, Sum
+from django.db.models import F, Max, QuerySet, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -206,10 +206,42 @@ def error(run: Run, exc: BaseException) -> bool:
     )
 
 
-def finish(run: Run) -> bool:
-    """Finish the run if every shard is done; True if it is finished."""
+def all_done(run: Run) -> bool:
+    """Whether every shard of the run is done."""
     db = run._state.db
-    if Shard.objects.using(db).filter(run=run).exclude(state=Shard.State.DONE).exists():
+    return not Shard.objects.using(db).filter(run=run).exclude(state=Shard.State.DONE).exists()
+
+
+def seconds_since_last_batch(run: Run) -> float:
+    """Seconds, by the database clock, since the run's last shard finished (by anyone)."""
+    db = run._state.db
+    last = Shard.objects.using(db).filter(run=run).aggregate(last=Max("finished_at"))["last"]
+    if last is None:
+        return 0.0
+    return max(0.0, (database_now(db or "default") - last).total_seconds())
+
+
+def count_swept(run: Run, rows: int) -> None:
+    """Add ``rows`` to the rows the run's checks found written back and rotated again."""
+    if not rows:
+        return
+    db = run._state.db
+    with transaction.atomic(using=db):
+        locked = Run.objects.using(db).select_for_update().filter(pk=run.pk).first()
+        if locked is None:
+            return
+        options = {**locked.options, "swept": int(locked.options.get("swept", 0)) + rows}
+        Run.objects.using(db).filter(pk=run.pk).update(options=options)
+    run.refresh_from_db(using=db)
+
+
+def finish(run: Run) -> bool:
+    """Finish the run if every shard is done; True if it is finished.
+
+    The service calls it only once a check of the table found no pre-rotation
+    value left (service/finishing.py), or for a run without fingerprints.
+    """
+    if not all_done(run):
         return False
     _move(run, (Run.State.ACTIVE,), state=Run.State.FINISHED, finished_at=Now())
     return run.state == Run.State.FINISHED
