@@ -12,7 +12,7 @@ from rotator.models import Fingerprint, Run
 from rotator.service import fingerprints
 from rotator.sql.digests import keyed_digest
 from tests.conftest import fill, run, vendor
-from tests.support import Stop, fail_from_batch, rotate_directly, token_target, tokens
+from tests.support import Stop, fail_from_batch, rotate_directly, tokens
 from tests.testapp.models import ApiKey
 from tickets.models import Ticket
 
