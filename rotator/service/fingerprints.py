@@ -16,6 +16,7 @@ of the run's fingerprints, by the table itself, not by the checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ def has_fingerprints(target: Target, run: Run) -> bool:
     return Fingerprint.objects.using(target.alias).filter(run_id=proof_run_id(run)).exists()
 
 
-def stale_keys(target: Target, run: Run, limit: int = CHECK_LIMIT) -> list[str]:
+def stale_keys(
+    target: Target, run: Run, limit: int = CHECK_LIMIT, analyze: bool = False
+) -> list[str]:
     """Keys (as the database's text) of the rows holding one of the run's fingerprinted
     values: written back by the application after their batch, or never rotated."""
     proof = proof_for(run)
@@ -100,8 +103,14 @@ def stale_keys(target: Target, run: Run, limit: int = CHECK_LIMIT) -> list[str]:
     connection = connections[target.alias]
     builder = builder_for(connection)
     queries = builder.verify_queries(connection, target, table_name(), stale_limit=limit)
+    if analyze:
+        builder.analyze_fingerprints(connection, table_name())
     with transaction.atomic(using=target.alias):
         builder.load_proof_key(connection, target, proof.key)
-        with connection.cursor() as cursor:
+        # The driver's own cursor: the statements use its placeholder (Digests.param).
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cursor,
+        ):
             cursor.execute(queries["stale_keys"], [proof.run_id])
             return [str(k) for (k,) in cursor.fetchall()]

@@ -83,7 +83,8 @@ def finish_verified(
     sweeps = swept = 0
     waited = False
     while True:
-        keys = stale_keys(target, run)
+        # Statistics once: the fingerprint table was empty when the run began.
+        keys = stale_keys(target, run, analyze=not (sweeps or waited))
         if keys:
             if sweeps == MAX_SWEEPS:
                 raise _unverified(target, run, len(keys), sweeps)
@@ -104,7 +105,7 @@ def finish_verified(
         wait = settle - (time.monotonic() - quiet_since)
         if wait <= 0:
             break
-        if not waited:
+        if not waited and wait >= 1:
             note(
                 f"Every row is rotated; checking again in {wait:.0f} s (--settle {settle:g}), "
                 "for saves of instances loaded before their batch."

@@ -249,6 +249,12 @@ class Builder:
     def analyze_fingerprints(self, connection: BaseDatabaseWrapper, fingerprints: str) -> None:
         """Give the planner the fingerprint table's statistics before a check joins it."""
 
+    def window_bound(
+        self, connection: BaseDatabaseWrapper, target: Target, text: str
+    ) -> tuple[str, Any]:
+        """SQL and parameter comparing the key with a window's bound, as the batch does."""
+        return "%s", self.key_param(target, text)
+
     def fingerprint_window(
         self,
         connection: BaseDatabaseWrapper,
@@ -262,10 +268,10 @@ class Builder:
         qn = connection.ops.quote_name
         n = Names.of(connection, target)
         d = self.keyed(connection, target, alias="w.")
-        hi_sql, hi = self.high_water_bound(connection, target, window.hi)
+        hi_sql, hi = self.window_bound(connection, target, window.hi)
         where, params = f"{n.pk} <= {hi_sql}", [hi]
         if window.lo is not None:
-            lo_sql, lo = self.high_water_bound(connection, target, window.lo)
+            lo_sql, lo = self.window_bound(connection, target, window.lo)
             where, params = f"{n.pk} > {lo_sql} AND {where}", [lo, hi]
         head, tail = self.insert_ignore
         sql = (

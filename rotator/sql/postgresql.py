@@ -465,6 +465,11 @@ class PostgreSQLBuilder(Builder):
     def proof_join(self) -> str:
         return f" CROSS JOIN pg_temp.{PROOF_TABLE} rk"
 
+    def window_bound(
+        self, connection: BaseDatabaseWrapper, target: Target, text: str
+    ) -> tuple[str, Any]:
+        return self.high_water_bound(connection, target, text)
+
     def analyze_fingerprints(self, connection: BaseDatabaseWrapper, fingerprints: str) -> None:
         # Without statistics the planner took the fingerprints for a tiny table (613 s).
         with connection.cursor() as cursor:

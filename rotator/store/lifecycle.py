@@ -289,6 +289,10 @@ def purge(target: Target, older_than_days: float) -> tuple[int, int]:
     # created_at is stamped by Django (auto_now_add works on Django 4.2, db_default does not).
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = runs_for(target).exclude(state__in=UNFINISHED).filter(created_at__lte=cutoff)
+    # A run whose fingerprints prove a run that stays (--restart keeps the proof) stays too.
+    kept = runs_for(target).exclude(pk__in=old.values("pk"))
+    proofs = {run.options.get("proof") for run in kept.only("options")} - {None}
+    old = old.exclude(pk__in=proofs)
     with transaction.atomic(using=target.alias):
         _, deleted = old.delete()
     return deleted.get(Run._meta.label, 0), deleted.get("rotator.Fingerprint", 0)
