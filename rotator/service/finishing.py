@@ -119,7 +119,8 @@ def finish_verified(
 
 def _unverified(target: Target, run: Run, left: int, sweeps: int) -> RotatorError:
     error = RotatorError(
-        f"{left:,} rows of {target.label} still hold a pre-rotation value after {sweeps} "
+        f"{left:,} row{'s' if left != 1 else ''} of {target.label} still "
+        f"hold{'s' if left == 1 else ''} a pre-rotation value after {sweeps} "
         f"sweeps: the application keeps saving instances loaded before they were rotated; "
         f"run {run.pk} stays unfinished: run the same command again to sweep them (see their "
         "keys with --verify -v 2)"
