@@ -431,7 +431,7 @@ class PostgreSQLBuilder(Builder):
     def verify_queries(
         self, connection: BaseDatabaseWrapper, target: Target, fingerprints: str, stale_limit: int
     ) -> dict[str, str]:
-        d = self.digests(connection, target, alias="t.")
+        d = self.keyed(connection, target, alias="t.")
         n = verify_names(connection, target, fingerprints)
         # One hash full join counts fingerprints, rows, deleted, newborn and NULL rows.
         census = (

@@ -185,6 +185,8 @@ def sweep_batch(job: Job, keys: list[str]) -> int:
     """
     target, builder = job.target, job.builder
     connection = connections[target.alias]
+    # The service's own connection, not a worker's: it needs the batch's session setup.
+    builder.prepare_session(connection, target, f"rotator run {job.run_id} sweep")
     with transaction.atomic(using=target.alias):
         builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
         _check_run(job)
