@@ -89,8 +89,6 @@ def test_saves_of_instances_loaded_before_their_batch_are_rotated_again_before_e
     assert Run.objects.get().options["swept"] == 20
 
 
-
-
 def test_the_final_check_waits_the_settle_time_after_the_last_batch():
     fill(200)
     started = time.monotonic()

@@ -227,7 +227,7 @@ class Builder:
 
     def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
         """Make the run's fingerprint key (hex) readable by this transaction's statements
-        (as ``rk.k`` of ``proof_join``), never through SQL text or a bind parameter."""
+        (``proof_digest`` reads it), never through SQL text or a bind parameter."""
         self.digests(connection, target)  # refuses a database that cannot hash
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:

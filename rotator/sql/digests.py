@@ -4,7 +4,8 @@ A value is hashed as its text (``str(field.to_python(value))``: a UUID in its
 hyphenated lower-case form), UTF-8 encoded, with sha256. A fingerprint is keyed:
 the first 60 bits (a positive bigint, indexable everywhere) of sha256 of the
 run's key in hex followed by the value's text. The key reaches the server in a
-one-row temporary table (``PROOF_TABLE``, read as ``rk``) loaded the way new
+one-row temporary table (``PROOF_TABLE``, read by a scalar subquery, which
+the planner evaluates once) loaded the way new
 values are (binary COPY, LOAD DATA from a pipe) or, on SQLite, inside a Python
 function: never in SQL text or a bind parameter. Each builder says how its
 database hashes (``Builder.digests``, ``Builder.proof_digest``); the statements
@@ -21,7 +22,7 @@ from typing import Any
 DIGEST_BYTES = 8
 #: Hex digits of sha256 a keyed fingerprint keeps (60 bits: a positive bigint).
 PROOF_HEX = 15
-#: The one-row temporary table holding the run's fingerprint key, in hex, as ``rk.k``.
+#: The one-row temporary table holding the run's fingerprint key, in hex (column ``k``).
 PROOF_TABLE = "rotator_proof_key"
 
 

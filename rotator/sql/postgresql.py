@@ -458,12 +458,12 @@ class PostgreSQLBuilder(Builder):
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
         col = Names.of(connection, target).col
-        hashed = f"sha256(convert_to(rk.k || {alias}{col}::text, 'UTF8'))"
+        # The key as an InitPlan (computed once): a join with the key table, whose size
+        # the planner cannot know, once made it a nested loop over every pair of rows.
+        key = f"(SELECT k FROM pg_temp.{PROOF_TABLE})"
+        hashed = f"sha256(convert_to({key} || {alias}{col}::text, 'UTF8'))"
         bits = PROOF_HEX * 4
         return f"('x' || substr(encode({hashed}, 'hex'), 1, {PROOF_HEX}))::bit({bits})::bigint"
-
-    def proof_join(self) -> str:
-        return f" CROSS JOIN pg_temp.{PROOF_TABLE} rk"
 
     def window_bound(
         self, connection: BaseDatabaseWrapper, target: Target, text: str

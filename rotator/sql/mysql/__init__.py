@@ -239,11 +239,9 @@ class MySQLBuilder(Builder):
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
         col = Names.of(connection, target).col
-        hexed = f"SHA2(CONCAT(rk.k, CAST({alias}{col} AS CHAR)), 256)"
+        # The key as a scalar subquery, evaluated once (no join the optimizer could misjudge).
+        hexed = f"SHA2(CONCAT((SELECT k FROM {PROOF_TABLE}), CAST({alias}{col} AS CHAR)), 256)"
         return f"CAST(CONV(LEFT({hexed}, {PROOF_HEX}), 16, 10) AS UNSIGNED)"
-
-    def proof_join(self) -> str:
-        return f" CROSS JOIN {PROOF_TABLE} rk"
 
 
 __all__ = ["MySQLBuilder"]
