@@ -163,7 +163,9 @@ class PostgreSQLBuilder(Builder):
             token, source = "token", f"pg_temp.{_temp_table(_db_type(connection, target))}"
         # Is the new value taken? One probe of the unique index per row: LATERAL with
         # LIMIT keeps the planner from hashing the whole table instead.
-        free, taken = "true", ""
+        # A new value equal to the row's old one (a low-entropy generator) is no rotation:
+        # the row draws again, like a collision (on a unique column the probe sees it).
+        free, taken = "new.token IS DISTINCT FROM win.old", ""
         if target.unique:
             free = "taken.hit IS NULL"
             taken = (

@@ -35,7 +35,9 @@ class SQLiteBuilder(Builder):
         n = Names.of(connection, target)
         pk, table, col = n.pk, n.table, n.col
         where = f"{pk} > ? AND {pk} <= ?" if lower else f"{pk} <= ?"
-        select = f"SELECT {pk}, {col} IS NULL FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
+        select = (
+            f"SELECT {pk}, {col} IS NULL, {col} FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
+        )
         update = f"UPDATE {table} SET {col} = ? WHERE {pk} = ?"
         return select, update
 
@@ -44,18 +46,21 @@ class SQLiteBuilder(Builder):
         connection: BaseDatabaseWrapper,
         target: Target,
         cur: sqlite3.Cursor,
-        window: list[tuple[Any, int]],
+        window: list[tuple[Any, ...]],
         tokens: Tokens,
         fill_nulls: bool,
     ) -> Outcome:
         _, update = self.sql(connection, target, lower=False)
-        keys = [key for key, is_null in window if fill_nulls or not is_null]
+        keys = [key for key, is_null, *_ in window if fill_nulls or not is_null]
+        old = {row[0]: row[2] for row in window}
         values = self.prep_values(connection, target, tokens)[: len(keys)]
         taken = self._taken(connection, target, cur, values) if target.unique else set()
         pairs, collided, seen_values = [], [], set()
         for key, value in zip(keys, values, strict=True):
             marker = value if isinstance(value, str | bytes | int) else repr(value)
-            if marker in taken or (target.unique and marker in seen_values):
+            # A value equal to the row's old one is no rotation: it draws again.
+            same = value == old.get(key)
+            if same or marker in taken or (target.unique and marker in seen_values):
                 collided.append(key)
                 continue
             seen_values.add(marker)
@@ -125,7 +130,8 @@ class SQLiteBuilder(Builder):
             contextlib.closing(connection.connection.cursor()) as cur,
         ):
             cur.execute(
-                f"SELECT {pk}, {col} IS NULL FROM {table} WHERE {pk} IN ({marks}) ORDER BY {pk}",
+                f"SELECT {pk}, {col} IS NULL, {col} FROM {table} WHERE {pk} IN ({marks}) "
+                f"ORDER BY {pk}",
                 keys,
             )
             rows = cur.fetchall()
