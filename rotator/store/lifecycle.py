@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import F, Max, QuerySet, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from rotator.errors import RotatorError, first_line
+from rotator.faults import Kind
 from rotator.models import UNFINISHED, Run, Shard
 from rotator.sql import Builder
 from rotator.store.planning import make_plan
@@ -96,7 +98,31 @@ def _move(run: Run, states: tuple[str, ...], **changes: Any) -> bool:
     return moved == 1
 
 
+#: Tries of a plan that a passing fault (SQLite's "database is locked") stopped.
+PLAN_TRIES = 10
+
+
 def plan(
+    target: Target, builder: Builder, shards: int, options: dict[str, Any]
+) -> tuple[Run | None, bool]:
+    """Plan (``_plan``), again after a passing fault: planning is one transaction, so a
+    lock the application's writes hold (SQLite's single writer) changed nothing."""
+    for attempt in range(1, PLAN_TRIES + 1):
+        try:
+            return _plan(target, builder, shards, options)
+        except DatabaseError as exc:
+            fault = builder.fault(exc)
+            if fault is None or fault.kind not in RETRIED or attempt == PLAN_TRIES:
+                raise
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+#: Faults a plan is tried again after.
+RETRIED = (Kind.LOCK, Kind.CONFLICT, Kind.TIMEOUT)
+
+
+def _plan(
     target: Target, builder: Builder, shards: int, options: dict[str, Any]
 ) -> tuple[Run | None, bool]:
     """Plan and store a new active run, or join the one another process planned meanwhile.
@@ -243,7 +269,16 @@ def finish(run: Run) -> bool:
     """
     if not all_done(run):
         return False
-    _move(run, (Run.State.ACTIVE,), state=Run.State.FINISHED, finished_at=Now())
+    # The plan's total may be an estimate (PostgreSQL's statistics above 1M rows): a
+    # finished run shows the exact count of its rows, by fate, which add up.
+    # (An exact plan keeps its total: rows deleted before their batch are told apart.)
+    exact: dict[str, Any] = {}
+    if run.options.get("estimated"):
+        exact = {
+            "total_rows": sum(tally(run).values()),
+            "options": {**run.options, "estimated": False},
+        }
+    _move(run, (Run.State.ACTIVE,), state=Run.State.FINISHED, finished_at=Now(), **exact)
     return run.state == Run.State.FINISHED
 
 
