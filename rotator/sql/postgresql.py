@@ -452,6 +452,9 @@ class PostgreSQLBuilder(Builder):
 
     def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            # JIT (on by default on a stock server) compiled the small fingerprint INSERT of
+            # every batch anew; off for this transaction only.
+            cur.execute("SELECT set_config('jit', 'off', true)")
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {PROOF_TABLE} (k text) ON COMMIT DROP")
             cur.execute(f"DELETE FROM pg_temp.{PROOF_TABLE}")
             with cur.copy(f"COPY pg_temp.{PROOF_TABLE} (k) FROM STDIN (FORMAT BINARY)") as copy:
