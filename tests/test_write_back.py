@@ -79,8 +79,8 @@ def test_saves_of_instances_loaded_before_their_batch_are_rotated_again_before_e
     with Application(held, threads=2) as app:
         report, out, _ = rotate_directly(workers=4, batch_size=50, verbosity=1, settle=3.0)
     assert len(app.saved) == 20  # every request did write its leaked token back
-    assert report.finished and report.verified
     assert stale(before) == []
+    assert report.finished and report.verified
     assert report.swept == 20
     assert (
         "Verified: no planned row of tickets.Ticket.token holds its pre-rotation value "
