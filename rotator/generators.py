@@ -134,36 +134,7 @@ def resolve_generator(target: Target, spec: str | None) -> Generator:
     # The checked values are the first ones stored: a generator is called as often
     # as rows need values, and the values that passed the check are the ones used.
     generator.put_back(check.samples)
-    _check_value_space(target, generator)
     return generator
-
-
-#: Values drawn up front to judge a generator's value space, and the distinct share a
-#: unique column needs among them (fewer: about 100 values or less, collisions for ever).
-SPACE_SAMPLE, UNIQUE_SHARE = 64, 0.75
-
-
-def _check_value_space(target: Target, generator: Generator) -> None:
-    """Refuse, before planning, a generator whose values cannot differ from the old ones
-    (a constant) or cannot fill a unique column (a tiny value space)."""
-    if generator.server_side or generator.packed:
-        return  # uuid4: 122 random bits
-    tokens = generator.tokens(SPACE_SAMPLE)
-    values = list(tokens.values or []) if tokens is not None else []
-    generator.put_back(values)  # the first values stored, as the checked ones are
-    distinct = len({repr(v) for v in values})
-    if distinct == 1:
-        raise RotatorError(
-            f"generator {generator.name!r} made the same value {SPACE_SAMPLE} times in a row: "
-            "a new value must differ from the old one; pass --generator with a larger "
-            "value space"
-        )
-    if target.unique and distinct < SPACE_SAMPLE * UNIQUE_SHARE:
-        raise RotatorError(
-            f"generator {generator.name!r} made only {distinct} distinct values in "
-            f"{SPACE_SAMPLE}: {target.label} is unique, so its value space is nearly full "
-            "already; pass --generator with a larger value space"
-        )
 
 
 def _resolve(target: Target, spec: str | None) -> Generator:
