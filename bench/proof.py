@@ -41,7 +41,7 @@ if __package__ in (None, ""):
 from bench.bootstrap import ROOT, BenchError, setup  # noqa: E402
 from bench.child import peak_rss  # noqa: E402
 
-NAME = "rotator_bench"
+NAME = os.environ.get("ROTATOR_BENCH_DB", "rotator_bench")
 TARGET = "tickets.Ticket.token"
 
 
@@ -49,31 +49,19 @@ TARGET = "tickets.Ticket.token"
 
 
 def _rotate(fingerprints: bool) -> dict[str, Any]:
-
-    from rotator.service import rotation
     from rotator.service.rotation import Options, rotate
     from rotator.target import resolve_target
 
-    timed: dict[str, float] = {}
-    record = rotation.record_fingerprints
-
-    def timed_record(target: Any, run: Any) -> int:
-        started = time.perf_counter()
-        try:
-            return record(target, run)
-        finally:
-            timed["fingerprints"] = time.perf_counter() - started
-
-    rotation.record_fingerprints = timed_record
     started = time.perf_counter()
+    # settle=0: the check that finishes a fingerprinted run is timed, the settle wait is not.
     report = rotate(
         resolve_target(TARGET, "default"),
-        Options(workers=4, verbosity=0, fingerprints=fingerprints),
+        Options(workers=4, verbosity=0, fingerprints=fingerprints, settle=0.0),
     )
     seconds = time.perf_counter() - started
     if not report.finished:
         raise AssertionError(f"unreachable: run {report.run_id} did not finish")
-    return {"seconds": seconds, "rows": report.rows, **timed}
+    return {"seconds": seconds, "rows": report.rows, "fingerprints": 0.0}
 
 
 def _verify() -> dict[str, Any]:
@@ -239,6 +227,70 @@ def pause_step(rows: int) -> dict[str, Any]:
     }
 
 
+def cost_table(rows: int) -> None:
+    from bench import table
+    from rotator.models import Fingerprint, Run
+    from tickets.seeding import seed
+
+    table.reset()
+    Fingerprint.objects.all().delete()
+    Run.objects.all().delete()
+    echo(f"seeding {rows:,} rows")
+    seed(rows, "default", lambda n: None)
+    table.snapshot()
+
+
+def cost(n: int, repeat: int) -> int:
+    """Fingerprints off and on, alternating, on fresh tables; then --verify of the last."""
+    try:
+        setup(NAME, admin=True)
+        from django.core.management import call_command
+        from django.db import connection
+
+        from bench import database, table
+
+        database.create(NAME)
+        got: dict[str, list[float]] = {"off": [], "on": [], "verify": []}
+        line = ""
+        try:
+            call_command("migrate", verbosity=0)
+            table.prepare_schema()
+            for round_ in range(repeat):
+                for mode in ("off", "on"):
+                    cost_table(n)
+                    echo(f"round {round_ + 1}: rotate, fingerprints {mode}")
+                    got[mode].append(run_child("rotate", mode)["seconds"])
+                echo("--verify")
+                verified = run_child("verify")
+                got["verify"].append(verified["seconds"])
+                line = verified["line"]
+            vendor = connection.vendor
+        finally:
+            echo(f"dropping database {NAME!r}")
+            database.drop(NAME)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    off, on = sorted(got["off"]), sorted(got["on"])
+    med_off, med_on = off[len(off) // 2], on[len(on) // 2]
+    print(f"`{shlex.join(['python', 'bench/proof.py', *sys.argv[1:]])}` on {vendor}, {n:,} rows")
+    print("")
+    print("| step | seconds (each round) | median |")
+    print("|---|---|---|")
+    for label, key in (
+        ("rotate `--workers 4 --no-fingerprints`", "off"),
+        ("rotate `--workers 4` (fingerprints and the final check)", "on"),
+        ("`--verify` after the run", "verify"),
+    ):
+        each = ", ".join(f"{x:.2f}" for x in got[key])
+        values = sorted(got[key])
+        print(f"| {label} | {each} | {values[len(values) // 2]:.2f} s |")
+    print("")
+    print(f"- fingerprints on / off: {med_on / med_off:.3f} (+{med_on / med_off - 1:.1%})")
+    print(f"- --verify said: {line}")
+    return 0
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
@@ -252,8 +304,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--leaked-lines", type=int, default=10_000_000, help="lines of the big --leaked file"
     )
+    parser.add_argument(
+        "--cost",
+        action="store_true",
+        help="instead: fingerprints off and on side by side (any database), and --verify",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="with --cost: rounds")
     args = parser.parse_args(argv[1:])
     n = args.rows
+    if args.cost:
+        return cost(n, args.repeat)
     try:
         setup(NAME, admin=True)
         from django.core.management import call_command

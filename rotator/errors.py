@@ -18,6 +18,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2
     PAUSED = 3
     CANCELLED = 4
+    UNVERIFIED = 5
     SIGINT = 130
     SIGTERM = 143
 
@@ -27,7 +28,9 @@ class ExitStatus(enum.IntEnum):
 
 
 MEANINGS = {
-    ExitStatus.OK: "this invocation's work is done (or --dry-run printed the plan)",
+    ExitStatus.OK: "the run is finished and a check of the table found no planned row holding "
+    "its pre-rotation value (or, with --no-fingerprints, every shard is done; or --dry-run "
+    "printed the plan)",
     ExitStatus.ERROR: "a problem, said in one line: bad field or option, database unreachable, "
     "field already rotated (pass --restart), --verify or --leaked found old values, ...",
     ExitStatus.USAGE: "usage error (unknown option, missing or malformed argument): argparse's "
@@ -35,6 +38,9 @@ MEANINGS = {
     ExitStatus.PAUSED: "an operator paused the run: run the same command again to resume",
     ExitStatus.CANCELLED: "the run was cancelled, or abandoned by --restart elsewhere, while "
     "this process worked it",
+    ExitStatus.UNVERIFIED: "every row was rotated, but the check that finishes a run still "
+    "found rows holding a pre-rotation value (the application saved them back): run the same "
+    "command again to sweep them",
     ExitStatus.SIGINT: "stopped by SIGINT (Ctrl-C): run the same command again to resume",
     ExitStatus.SIGTERM: "stopped by SIGTERM: run the same command again to resume",
 }

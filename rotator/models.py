@@ -134,12 +134,15 @@ class Shard(models.Model):
 
 
 class Fingerprint(models.Model):
-    """A truncated sha256 of one row's value when its run was planned: never the value.
+    """A keyed fingerprint of one row's value before its run rotated it: never the value.
 
-    ``--verify`` compares the table against these. They are written once per run
-    in one statement and read whole (hash joins), so nothing is indexed but the
-    id, and the run is not a database-level foreign key (its per-row check tripled
-    the cost of planning); Django still deletes them with their run.
+    Written by the batch that rotates the row, in its transaction (so exactly once),
+    as the first 60 bits of sha256(key || value as text), where the key is derived
+    from ``settings.SECRET_KEY`` and the run and is never stored in the database: a
+    copy of the database alone cannot test guesses against it. ``--verify`` and the
+    check that ends every run compare the table against these. The unique (run, key)
+    index lets a batch skip a row already fingerprinted (a restarted run keeps the
+    first run's proof) and makes every join of the check a linear one.
     """
 
     run = models.ForeignKey(
@@ -150,9 +153,14 @@ class Fingerprint(models.Model):
         db_constraint=False,
     )
     key = models.CharField(max_length=255, help_text="Primary key, as text.")
-    digest = models.BinaryField(
-        max_length=8, null=True, help_text="First 8 bytes of sha256(value as text); NULL for NULL."
+    digest = models.BigIntegerField(
+        null=True, help_text="First 60 bits of sha256(run key || value as text); NULL for NULL."
     )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="rotator_fingerprint_run_key")
+        ]
 
     def __str__(self) -> str:
         return f"fingerprint of row {self.key} in run {self.run_id}"

@@ -18,3 +18,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # The apps whose tables leak most (tests/test_revoke_apps.py): DRF's tokens, knox,
 # API keys; Django's sessions come with the demo project's admin.
 INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken", "knox", "rest_framework_api_key"]
+ROTATOR_SETTLE_SECONDS = 0.2

@@ -123,19 +123,23 @@ def test_purge_deletes_old_finished_runs_with_their_shards_and_fingerprints():
             fingerprints=True,
             batch_hook=fail_from_batch(2),
         )
-    assert Fingerprint.objects.count() == 300
+    # --restart keeps the proof: every run's fingerprints are the first run's.
+    first = Run.objects.order_by("pk").first()
+    assert Fingerprint.objects.filter(run=first).count() == Fingerprint.objects.count() == 100
     out, _ = run("regenerate_token_async", "--purge", "1")
     assert (
         out == "Purged 0 finished or abandoned runs of tickets.Ticket.token and 0 fingerprints.\n"
     )
     out, _ = run("regenerate_token_async", "--purge", "0")
+    # The first run holds the proof of the unfinished one: it is kept until that one goes.
     assert out == (
-        "Purged 2 finished or abandoned runs of tickets.Ticket.token and 200 fingerprints.\n"
+        "Purged 1 finished or abandoned run of tickets.Ticket.token and 0 fingerprints.\n"
     )
-    (kept,) = Run.objects.all()
-    assert kept.state == Run.State.ACTIVE
-    assert Fingerprint.objects.filter(run=kept).count() == Fingerprint.objects.count() == 100
-    assert Shard.objects.exclude(run=kept).count() == 0
+    (kept,) = Run.objects.filter(state=Run.State.ACTIVE)
+    assert kept.options["proof"] == first.pk
+    assert set(Run.objects.values_list("pk", flat=True)) == {first.pk, kept.pk}
+    assert Fingerprint.objects.filter(run=first).count() == Fingerprint.objects.count() == 100
+    assert Shard.objects.exclude(run__in=[first, kept]).count() == 0
 
 
 def test_operator_flags_do_not_mix():

@@ -123,6 +123,8 @@ def test_rotate_field_is_the_same_rotation_as_the_dedicated_command():
     assert shape(out_generic).splitlines() == [
         "Planning a run of tickets.Ticket.token in N shards ...",
         "Planned run N: N rows of tickets.Ticket.token in N shards (keys up to N).",
+        "Verified: no planned row of tickets.Ticket.token holds its pre-rotation value "
+        "(no row was written back by the application).",
         "Rotated N rows of tickets.Ticket.token in N (N rows/s) with N worker; run N finished.",
     ]
 

@@ -8,6 +8,7 @@ committed is undone.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -93,6 +94,36 @@ def test_a_cancelled_run_stops_and_keeps_what_it_did():
     )
     assert run.state == Run.State.ABANDONED
     assert 0 < run.rows_done() < 600
+
+
+def test_a_plain_rerun_after_cancel_says_so_and_needs_restart():
+    fill(600)
+    cancel = set_state_after(2, "abandoned", "cancelled: --cancel from ops pid 1")
+    with pytest.raises(Interrupted):
+        rotate_directly(workers=2, batch_size=50, verbosity=0, batch_hook=cancel)
+    for thread in cancel.threads:
+        thread.join()
+    run = Run.objects.get()
+    middle = tokens()
+    with pytest.raises(RotatorError) as refused:
+        rotate_directly(workers=2, batch_size=50, verbosity=0)
+    assert str(refused.value) == (
+        f"run {run.pk} of tickets.Ticket.token was cancelled (cancelled: --cancel from ops "
+        f"pid 1) with {run.rows_done():,}/600 rows rotated; pass --restart to rotate every "
+        "row again"
+    )
+    assert Run.objects.count() == 1  # no new run planned
+    assert tokens() == middle  # nothing rotated twice
+
+
+def test_a_run_finished_by_another_process_is_finished_for_this_one_too():
+    fill(400)
+    finish = set_state_after(2, "finished", "")
+    report, out, _ = rotate_directly(workers=2, batch_size=50, verbosity=1, batch_hook=finish)
+    for thread in finish.threads:
+        thread.join()
+    assert report.finished and report.finished_elsewhere
+    assert re.search(r"run \d+ finished \(by another process\)\.$", out, re.M)
 
 
 def test_the_engine_refuses_to_run_inside_a_transaction():

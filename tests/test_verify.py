@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from django.core.management import CommandError
 from django.db import connection
 
 from rotator.models import Fingerprint, Run
 from rotator.service import fingerprints
-from tests.conftest import fill, run
+from rotator.sql.digests import keyed_digest
+from tests.conftest import fill, run, vendor
 from tests.support import Stop, fail_from_batch, rotate_directly, token_target, tokens
 from tests.testapp.models import ApiKey
 from tickets.models import Ticket
@@ -44,22 +47,22 @@ def refused_verify(*args: str) -> tuple[str, CommandError]:
     return out.getvalue(), refused.value
 
 
-def test_planning_fingerprints_every_row_by_key_never_the_value():
+def test_each_batch_fingerprints_its_rows_by_key_keyed_never_the_value():
     fill(300)
     before = tokens()
-    run("regenerate_token_async", "--fingerprints")
+    run("regenerate_token_async")  # on by default
+    planned = Run.objects.get()
+    key = fingerprints.derive_key(planned)
     prints = dict(Fingerprint.objects.values_list("key", "digest"))
     assert set(prints) == {str(pk) for pk in before}
-    assert {len(bytes(d)) for d in prints.values()} == {8}
     for pk, token in before.items():
-        assert bytes(prints[str(pk)]) not in token.bytes  # a hash, not the value
-        assert bytes(prints[str(pk)]) == fingerprints_of(token)
-
-
-def fingerprints_of(value: object) -> bytes:
-    import hashlib
-
-    return hashlib.sha256(str(value).encode()).digest()[:8]
+        # MySQL stores a UUIDField as char(32); MariaDB and PostgreSQL as uuid.
+        native = Ticket._meta.get_field("token").db_type(connection) == "uuid"
+        text = token.hex if vendor() == "mysql" and not native else str(token)
+        assert prints[str(pk)] == keyed_digest(key, text)
+        # Not the unkeyed hash a copy of the database could be searched with.
+        assert prints[str(pk)] != int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+    assert key not in str(list(Run.objects.values()))
 
 
 def test_a_finished_run_verifies_with_zero_rows_left():
@@ -148,8 +151,8 @@ def test_verify_without_a_run_says_what_to_do():
     fill(10)
     out, refused = refused_verify()
     assert str(refused) == (
-        "tickets.Ticket.token has no run to verify; rotate it with --fingerprints first "
-        "(the pre-rotation values are fingerprinted when the run is planned)"
+        "tickets.Ticket.token has no run to verify; rotate it first (each batch fingerprints "
+        "the values it replaces)"
     )
 
 
@@ -161,14 +164,21 @@ def test_fingerprints_go_with_their_run():
     assert Fingerprint.objects.count() == 0
 
 
-def test_recording_twice_or_after_the_run_began_records_nothing():
+def test_a_batch_fingerprints_only_its_window_and_restart_keeps_the_first_proof():
     fill(100)
+    before = tokens()
     stopped = interrupted(batch_size=10, committed=1)
+    assert Fingerprint.objects.filter(run=stopped).count() == 10
+    run("regenerate_token_async", "--restart", "--yes", "--workers", "2")
+    new = Run.objects.get(state=Run.State.FINISHED)
+    assert new.options["proof"] == stopped.pk
+    assert Fingerprint.objects.filter(run=new).count() == 0
     assert Fingerprint.objects.filter(run=stopped).count() == 100
-    assert fingerprints.record(token_target(), stopped) == 0
-    Fingerprint.objects.all().delete()
-    assert fingerprints.record(token_target(), stopped) == 0  # its values changed already
-    assert Fingerprint.objects.count() == 0
+    # The 10 rows the first run rotated keep the fingerprint of their value before it.
+    victim = sorted(before)[3]
+    Ticket.objects.filter(pk=victim).update(token=before[victim])
+    out, refused = refused_verify()
+    assert "1 of 100 rows still hold a pre-rotation value" in out.splitlines()
 
 
 def test_string_secrets_under_uuid_keys_verify_too():
@@ -190,31 +200,66 @@ def test_string_secrets_under_uuid_keys_verify_too():
     assert old[victim] not in out.getvalue()
 
 
-@pytest.mark.postgresql
-def test_fingerprints_are_computed_on_the_server_in_one_statement():
+def test_the_key_is_in_no_statement_text_or_parameter():
     from django.test.utils import CaptureQueriesContext
 
-    fill(100)
-    from django.db import connections
-
-    from rotator.sql import builder_for
-    from rotator.store.lifecycle import plan
-
-    target = token_target()
-    new, _ = plan(target, builder_for(connections["default"]), 4, {})
-    with CaptureQueriesContext(connection) as queries:
-        assert fingerprints.record(target, new) == 100
-    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
-    assert len(inserts) == 1 and "sha256(" in inserts[0] and "SELECT" in inserts[0]
-
-
-def test_runs_are_not_fingerprinted_unless_asked():
+    if vendor() == "sqlite":
+        pytest.skip("SQLite has no server log: its key lives in a Python function")
     fill(50)
     run("regenerate_token_async")
+    key = fingerprints.derive_key(Run.objects.get())
+    with CaptureQueriesContext(connection) as queries:
+        verify()
+    assert queries.captured_queries
+    assert not [q for q in queries.captured_queries if key in q["sql"]]
+
+
+def test_no_fingerprints_opts_out_and_the_hint_of_verify_works_when_typed():
+    fill(50)
+    run("regenerate_token_async", "--no-fingerprints")
     assert Fingerprint.objects.count() == 0
     out, refused = refused_verify()
     assert str(refused) == (
         f"run {Run.objects.get().pk} of tickets.Ticket.token has no fingerprints (it was "
-        "planned without --fingerprints); --leaked FILE checks a dump without them, or rotate "
-        "again with --restart --fingerprints"
+        "planned without fingerprints); --leaked FILE checks a dump without them, or rotate "
+        "again with --restart (fingerprints are on by default)"
     )
+    run("regenerate_token_async", "--restart")
+    out, _ = verify()
+    assert "0 of 50 rows still hold a pre-rotation value" in out.splitlines()
+
+
+def test_verify_with_no_flags_after_a_default_run():
+    fill(400)
+    run("regenerate_token_async", "--workers", "2")
+    out, _ = verify()
+    assert out.splitlines()[1] == "0 of 400 rows still hold a pre-rotation value"
+
+
+@pytest.mark.mysql
+@pytest.mark.xfail(
+    strict=True,
+    reason="the 'deleted' count (key NOT IN the table's keys as utf8mb4_bin text) is still "
+    "not materialized on MariaDB: stale counts are linear now, this one is not",
+)
+def test_verify_of_100k_rows_on_mariadb_is_not_quadratic():
+    import time
+
+    from django.db import transaction
+
+    from rotator.sql import builder_for
+    from rotator.sql.base import Window
+    from rotator.store import lifecycle
+
+    fill(100_000)
+    target, builder = token_target(), builder_for(connection)
+    planned, _ = lifecycle.plan(target, builder, 4, {"fingerprints": True})
+    proof = fingerprints.proof_for(planned)
+    assert proof is not None and planned.high_water is not None
+    with transaction.atomic():  # every row fingerprinted, none rotated yet
+        proof.write(builder, target, Window(None, planned.high_water, 100_000))
+    started = time.monotonic()
+    out, refused = refused_verify()
+    # An unindexed blob made this quadratic: over 10 minutes for 100k rows.
+    assert time.monotonic() - started < 60
+    assert "100,000 of 100,000 rows still hold a pre-rotation value" in out.splitlines()

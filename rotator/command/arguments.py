@@ -111,8 +111,18 @@ def _add_rotation(parser: CommandParser) -> None:
         "--fingerprints",
         action=argparse.BooleanOptionalAction,
         default=FINGERPRINTS,
-        help="When planning a run, fingerprint every row's value (a truncated hash, on the "
-        f"server) for --verify (default: {'on' if FINGERPRINTS else 'off'}).",
+        help="Fingerprint every row's value in its batch (a keyed hash, on the server), so "
+        "that the run finishes only once a check of the table finds no old value left, and "
+        f"for --verify (default: {'on' if FINGERPRINTS else 'off'}).",
+    )
+    parser.add_argument(
+        "--settle",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="Seconds after the last batch before the check that finishes the run: saves of "
+        "instances loaded before their batch are caught up to this long (default: "
+        "settings.ROTATOR_SETTLE_SECONDS, else 30).",
     )
 
 
@@ -267,5 +277,6 @@ def options_from(parsed: dict[str, Any], **extra: Any) -> Options:
         pause_when=parsed["pause_when"],
         max_replication_lag=parsed["max_replication_lag"],
         fingerprints=parsed["fingerprints"],
+        settle=parsed["settle"],
         **extra,
     )

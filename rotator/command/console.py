@@ -58,13 +58,34 @@ def summary(report: Report, target: Target) -> list[str]:
         f"({rate:,.0f} rows/s) with {report.workers} worker{'s' if report.workers != 1 else ''}; "
         f"run {report.run_id} " + ("finished." if report.finished else "is not finished.")
     ]
+    if report.finished_elsewhere:
+        lines[0] = lines[0].replace("finished.", "finished (by another process).")
     accounting = _accounting(report) if report.finished else None
     if accounting:
         lines.append(accounting)
+    if report.finished:
+        # Before the summary line, which scripts and tests read as the last ones.
+        lines.insert(0, _proof(report, target))
     elif not report.finished:
         where = f" by {', '.join(report.held_elsewhere)}" if report.held_elsewhere else ""
         lines.append(f"Its remaining shards are being rotated{where}.")
     return lines
+
+
+def _proof(report: Report, target: Target) -> str:
+    """What the check that finished the run found."""
+    if report.verified is None:
+        return (
+            f"Not verified: run {report.run_id} has no fingerprints (--no-fingerprints); "
+            "--leaked FILE checks a dump."
+        )
+    back = (
+        f"{report.swept:,} row{'s' if report.swept != 1 else ''} written back by the "
+        "application after their batch were rotated again"
+        if report.swept
+        else "no row was written back by the application"
+    )
+    return f"Verified: no planned row of {target.label} holds its pre-rotation value ({back})."
 
 
 def _accounting(report: Report) -> str | None:

@@ -1,45 +1,116 @@
-"""Fingerprints: a truncated hash of every planned row's value, taken when the run is planned.
+"""The proof: keyed fingerprints of every row's pre-rotation value, and the check against them.
 
-``--verify`` later compares the table against them, independently of the
-checkpoints. One ``INSERT ... SELECT`` computes them on the server (the
-builder's ``fingerprint_insert``): no value and no hash
-travels to the client, and the client's memory does not grow with the table.
+Each batch fingerprints its window in its own transaction, before its UPDATE
+(``Builder.fingerprint_window``): the batch reads those rows anyway, so there
+is no separate pass over the table, and a rolled-back batch leaves no
+fingerprint behind. A fingerprint is keyed (see ``models.Fingerprint``): the
+key is derived from ``settings.SECRET_KEY`` and the run and never stored, so a
+copy of the database cannot be searched for a guessed value. A run restarted
+with ``--restart`` keeps the proof of the run it replaces (its fingerprints,
+of the values before the first run, under that run's key): a batch skips a row
+already fingerprinted.
+
+``stale_keys`` is the independent check: the planned rows whose value is one
+of the run's fingerprints, by the table itself, not by the checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
 from django.db import connections, transaction
 
+from rotator.errors import RotatorError
 from rotator.models import Fingerprint, Run
-from rotator.sql import builder_for
+from rotator.sql import Builder, builder_for
+from rotator.sql.base import Window
 from rotator.target import Target
+
+#: Keys one check returns at most (a sweep rotates them, then checks again).
+CHECK_LIMIT = 100_000
 
 
 def table_name() -> str:
     return Fingerprint._meta.db_table
 
 
-def record(target: Target, run: Run) -> int:
-    """Fingerprint the run's rows (keys up to its high-water mark); return how many.
+@dataclass(frozen=True)
+class Proof:
+    """Where a run's fingerprints are kept (``run_id``) and the key they are made with."""
 
-    Does nothing when the run already has fingerprints (another process of the
-    same run took them), or has started rotating (the values are no longer the
-    pre-rotation ones), or the database cannot hash on the server.
-    """
+    run_id: int
+    key: str
+
+    def write(self, builder: Builder, target: Target, window: Window) -> None:
+        """Fingerprint ``window``'s rows not fingerprinted yet; inside the batch transaction."""
+        connection = connections[target.alias]
+        builder.load_proof_key(connection, target, self.key)
+        builder.fingerprint_window(connection, target, table_name(), self.run_id, window)
+
+
+def proof_run_id(run: Run) -> int:
+    """The run whose fingerprints prove ``run`` (itself, or the run --restart replaced)."""
+    return int(run.options.get("proof") or run.pk)
+
+
+def derive_key(run: Run) -> str:
+    """The fingerprint key of ``run``'s proof, in hex: HMAC of SECRET_KEY, never stored."""
+    if not settings.SECRET_KEY:
+        raise RotatorError(
+            "fingerprints are keyed with settings.SECRET_KEY, which is empty; set it, or "
+            "pass --no-fingerprints (no proof that the leaked values are gone)"
+        )
+    label = f"rotator fingerprints of {run.table}.{run.column}, run {proof_run_id(run)}"
+    return hmac.new(settings.SECRET_KEY.encode(), label.encode(), hashlib.sha256).hexdigest()
+
+
+def proof_for(run: Run) -> Proof | None:
+    """The run's proof, or None when it was planned with --no-fingerprints (or before 0.5)."""
+    if not run.options.get("fingerprints"):
+        return None
+    return Proof(proof_run_id(run), derive_key(run))
+
+
+def inherited_proof(target: Target) -> int | None:
+    """For --restart: the proof of the target's last fingerprinted run, while it is kept."""
+    from rotator.store.lifecycle import runs_for
+
+    for run in runs_for(target).order_by("-pk")[:20]:
+        if run.options.get("fingerprints"):
+            proof = proof_run_id(run)
+            if Fingerprint.objects.using(target.alias).filter(run_id=proof).exists():
+                return proof
+            return None
+    return None
+
+
+def has_fingerprints(target: Target, run: Run) -> bool:
+    return Fingerprint.objects.using(target.alias).filter(run_id=proof_run_id(run)).exists()
+
+
+def stale_keys(
+    target: Target, run: Run, limit: int = CHECK_LIMIT, analyze: bool = False
+) -> list[str]:
+    """Keys (as the database's text) of the rows holding one of the run's fingerprinted
+    values: written back by the application after their batch, or never rotated."""
+    proof = proof_for(run)
+    if proof is None:
+        raise AssertionError("unreachable: only a fingerprinted run is checked")
     connection = connections[target.alias]
     builder = builder_for(connection)
-    if run.high_water is None or not builder.hashes_on_server:
-        return 0
+    queries = builder.verify_queries(connection, target, table_name(), stale_limit=limit)
+    if analyze:
+        builder.analyze_fingerprints(connection, table_name())
     with transaction.atomic(using=target.alias):
-        # The run row's lock makes a second process joining the run wait here,
-        # and its workers' first claim wait, until the fingerprints are committed.
-        locked = Run.objects.using(target.alias).select_for_update().filter(pk=run.pk)
-        if not locked.exists() or run.fingerprints.using(target.alias).exists() or run.rows_done():
-            return 0
-        # The high-water key is kept as the database's own text of the key.
-        sql, params = builder.fingerprint_insert(
-            connection, target, table_name(), run.pk, run.high_water
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
+        builder.load_proof_key(connection, target, proof.key)
+        # The driver's own cursor: the statements use its placeholder (Digests.param).
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cursor,
+        ):
+            cursor.execute(queries["stale_keys"], [proof.run_id])
+            return [str(k) for (k,) in cursor.fetchall()]

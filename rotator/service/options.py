@@ -51,8 +51,12 @@ class Options:
     fill_nulls: bool = False
     #: Called inside every batch transaction, after the UPDATE (a test seam).
     batch_hook: Callable[[Any], None] | None = None
-    #: Fingerprint the planned rows' values for --verify (service/fingerprints.py).
-    fingerprints: bool = False
+    #: Fingerprint each row's value in its batch, so that a check of the table can prove
+    #: the run before it is finished, and --verify later (service/fingerprints.py).
+    fingerprints: bool = True
+    #: Seconds after the last batch before the final check (service/finishing.py); None:
+    #: settings.ROTATOR_SETTLE_SECONDS, else 30.
+    settle: float | None = None
 
     @classmethod
     def default(cls, name: str) -> Any:
@@ -90,6 +94,8 @@ class Options:
                 f"--progress-interval must be a number of seconds above 0, got {interval!r}"
             )
         _positive("--max-rate", self.max_rate, "rows per second")
+        if self.settle is not None and not (math.isfinite(self.settle) and self.settle >= 0):
+            raise RotatorError(f"--settle must be a number of seconds >= 0, got {self.settle!r}")
         _positive("--max-replication-lag", self.max_replication_lag, "seconds")
 
 

@@ -20,10 +20,11 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from rotator.errors import RotatorError
+from rotator.errors import ExitStatus, RotatorError
 from rotator.generators import resolve_generator
 from rotator.models import Run
-from rotator.service.fingerprints import record as record_fingerprints
+from rotator.service.fingerprints import inherited_proof, proof_for
+from rotator.service.finishing import Sleeper, default_settle, finish_verified
 from rotator.service.options import Options
 from rotator.service.preflight import check_database
 from rotator.service.rotation import (
@@ -107,14 +108,13 @@ def prepare(target: Target, options: Options, events: Events | None = None) -> R
     reason = builder.supports(target, generator)
     if reason:
         raise RotatorError(reason)
+    # --restart keeps the proof: the fingerprints of the values before the first run.
+    proof = inherited_proof(target) if options.restart and options.fingerprints else None
     if unfinished is not None and options.restart:
         lifecycle.abandon(unfinished, "abandoned by --restart")
         events.note(f"Abandoned run {unfinished.pk} of {target.label}; planning a new one.")
     shards = options.shards or options.workers * 4
-    run = _plan_or_resume(target, options, run, shards, generator, builder, events)
-    if run is not None and options.fingerprints:
-        record_fingerprints(target, run)
-    return run
+    return _plan_or_resume(target, options, run, shards, generator, builder, events, proof)
 
 
 def task_count(alias: str, workers: int) -> int:
@@ -159,6 +159,7 @@ def work_run(
             lock_timeout=options.lock_timeout,
             fill_nulls=options.fill_nulls,
             hook=options.batch_hook,
+            proof=proof_for(run),
         ),
         run=run,
         progress=sink,
@@ -171,10 +172,10 @@ def work_run(
             runner.run(work(session, 1))
     finally:
         sink.close()
-    return _conclude(session, run)
+    return _conclude(session, run, options)
 
 
-def _conclude(session: Session, run: Run) -> Outcome:
+def _conclude(session: Session, run: Run, options: Options) -> Outcome:
     """Finish the run if this task did the last shard; record an error it cannot get past."""
     rows, seconds = session.rotated, session.elapsed
     if session.errors:
@@ -186,8 +187,18 @@ def _conclude(session: Session, run: Run) -> Outcome:
         raise exc
     if session.stopped is not None:
         return Outcome(run.pk, session.stopped.state, rows, seconds, session.stopped.reason)
-    # Every task that runs out of shards tries; only the one after the last shard succeeds.
-    lifecycle.finish(run)
+    # Every task that runs out of shards tries; only the one after the last shard gets past
+    # the check of the table (and its sweeps) and finishes the run.
+    settle = default_settle() if options.settle is None else options.settle
+    finish_verified(
+        session.job.target,
+        run,
+        session.job,
+        settle,
+        lambda text: None,
+        Sleeper(lambda: False),
+        lambda: ("a stop", ExitStatus.ERROR),
+    )
     run.refresh_from_db()
     holders = [] if run.state == Run.State.FINISHED else claims_held(run)
     reason = f"shards held by {', '.join(holders)}" if holders else ""

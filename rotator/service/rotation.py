@@ -19,12 +19,13 @@ from typing import Any, Protocol, TypeVar
 
 from django.db import DatabaseError, connections
 
-from rotator.errors import ExitStatus, Interrupted, RotatorError, first_line
+from rotator.errors import ExitStatus, Interrupted, RotatorError, RunStopped, first_line
 from rotator.faults import Kind
 from rotator.generators import Generator, resolve_generator
 from rotator.models import Run
 from rotator.service.dryrun import dry_run_lines, value_notes
-from rotator.service.fingerprints import record as record_fingerprints
+from rotator.service.fingerprints import inherited_proof, proof_for
+from rotator.service.finishing import Sleeper, default_settle, finish_verified
 from rotator.service.options import Options
 from rotator.service.preflight import check_connection_room, check_database
 from rotator.sql import Builder, builder_for
@@ -122,6 +123,12 @@ class Report:
     null: int = 0
     #: Other live processes still working the run (when not finished).
     held_elsewhere: list[str] = field(default_factory=list)
+    #: Rows the application wrote back after their batch, found and rotated again.
+    swept: int = 0
+    #: Whether a check of the table proved the finished run (None: no fingerprints).
+    verified: bool | None = None
+    #: The run was finished by another process while this one waited or worked.
+    finished_elsewhere: bool = False
     #: What --dry-run shows (empty otherwise).
     dry_run: list[str] = field(default_factory=list)
 
@@ -145,11 +152,7 @@ def rotate(
     unfinished = lifecycle.active_run(target)
     run = None if options.restart else unfinished
     if run is None and not options.restart:
-        finished = lifecycle.last_finished_run(target)
-        if finished is not None:
-            raise RotatorError(
-                f"{finished_sentence(finished, target)}; pass --restart to rotate every row again"
-            )
+        _refuse_done(target)
     if run is not None:
         _check_resumable(run, options.shards)
 
@@ -162,6 +165,8 @@ def rotate(
             "rotate() was called inside transaction.atomic(); it commits batch by batch, "
             "so call it outside any transaction"
         )
+    # --restart keeps the proof: the fingerprints of the values before the first run.
+    proof = inherited_proof(target) if options.restart and options.fingerprints else None
     # Only now, with every check passed, may --restart throw the old run away.
     if unfinished is not None and options.restart and not options.dry_run:
         lifecycle.abandon(unfinished, "abandoned by --restart")
@@ -172,11 +177,9 @@ def rotate(
         lines = dry_run_lines(target, options, run, shards, generator, builder)
         return Report(run.pk if run else None, 0, 0.0, False, dry_run=lines)
 
-    run = _plan_or_resume(target, options, run, shards, generator, builder, events)
+    run = _plan_or_resume(target, options, run, shards, generator, builder, events, proof)
     if run is None:
         return Report(None, 0, 0.0, True)
-    if options.fingerprints:
-        record_fingerprints(target, run)  # a no-op once the run has them or has begun
 
     workers = options.workers
     if not builder.concurrent_writers and workers > 1:
@@ -192,6 +195,23 @@ def finished_sentence(run: Run, target: Target) -> str:
     """'<label> was fully rotated by run N (finished <when>)'."""
     when = f"{run.finished_at:%Y-%m-%d %H:%M:%S %Z}" if run.finished_at else "?"
     return f"{target.label} was fully rotated by run {run.pk} (finished {when})"
+
+
+def _refuse_done(target: Target) -> None:
+    """A plain run after a finished or a cancelled run: say so, and ask for --restart."""
+    last = lifecycle.runs_for(target).order_by("-pk").first()
+    if last is None:
+        return
+    if last.state == Run.State.FINISHED:
+        raise RotatorError(
+            f"{finished_sentence(last, target)}; pass --restart to rotate every row again"
+        )
+    if last.state == Run.State.ABANDONED and last.stop_reason.startswith("cancelled"):
+        raise RotatorError(
+            f"run {last.pk} of {target.label} was cancelled ({last.stop_reason}) with "
+            f"{last.rows_done():,}/{last.total_rows:,} rows rotated; pass --restart to rotate "
+            "every row again"
+        )
 
 
 def _check_resumable(run: Run, shards: int | None) -> None:
@@ -217,6 +237,7 @@ def _plan_or_resume(
     generator: Generator,
     builder: Builder,
     events: Events,
+    proof: int | None,
 ) -> Run | None:
     """The run to work: ``run`` made active again, or a new one (None: empty table)."""
     if run is not None:
@@ -228,9 +249,11 @@ def _plan_or_resume(
         )
         return run
     events.note(f"Planning a run of {target.label} in {shards} shards ...")
-    run, created = lifecycle.plan(
-        target, builder, shards, {"generator": options.generator, "shards": shards}
-    )
+    fingerprints = options.fingerprints and builder.hashes_on_server
+    planned = {"generator": options.generator, "shards": shards, "fingerprints": fingerprints}
+    if fingerprints and proof is not None:
+        planned["proof"] = proof
+    run, created = lifecycle.plan(target, builder, shards, planned)
     if run is None:
         events.note(f"Nothing to rotate: {target.model_label} has no rows.")
         return None
@@ -258,16 +281,18 @@ def _execute(
     lifecycle.start(run)
     initial = run.rows_done()
     progress = events.progress(run, workers)
+    job = Job(
+        target,
+        generator,
+        builder,
+        run_id=run.pk,
+        lock_timeout=options.lock_timeout,
+        fill_nulls=options.fill_nulls,
+        hook=options.batch_hook,
+        proof=proof_for(run),
+    )
     session = Session(
-        job=Job(
-            target,
-            generator,
-            builder,
-            run_id=run.pk,
-            lock_timeout=options.lock_timeout,
-            fill_nulls=options.fill_nulls,
-            hook=options.batch_hook,
-        ),
+        job=job,
         run=run,
         progress=progress,
         batch_size=options.batch_size,
@@ -277,17 +302,31 @@ def _execute(
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(_main(session, workers, stopper))
-        finished = (
-            not stopper.stopped
-            and session.stopped is None
-            and not session.errors
-            and _reconnecting(options, builder, target, lifecycle.finish, run)
-        )
+            _work_until_done(runner, session, workers, stopper, target, builder, events)
     finally:
         session.throttle.close()
         progress.close()
+    elsewhere = session.stopped is not None and session.stopped.state == Run.State.FINISHED
+    if elsewhere:
+        session.stopped = None
     _raise_if_stopped(session, stopper, target, run, options, builder, initial)
+    outcome = None
+    if not elsewhere:
+        outcome = _reconnecting(
+            options,
+            builder,
+            target,
+            finish_verified,
+            target,
+            run,
+            job,
+            default_settle() if options.settle is None else options.settle,
+            events.note,
+            Sleeper(lambda: stopper.stopped),
+            lambda: (stopper.reason or "a stop", stopper.status),
+        )
+    run.refresh_from_db()
+    finished = run.state == Run.State.FINISHED
     counts = lifecycle.tally(run)
     return Report(
         run_id=run.pk,
@@ -302,7 +341,50 @@ def _execute(
         kept=counts["kept"],
         null=counts["null"],
         held_elsewhere=[] if finished else claims.held_elsewhere(target, builder, run.pk),
+        swept=int(run.options.get("swept", 0)),
+        verified=outcome.verified if outcome is not None else (True if finished else None),
+        finished_elsewhere=elsewhere,
     )
+
+
+#: Seconds between two looks at shards held by other processes, and between two notes.
+WAIT_POLL, WAIT_NOTE = 1.0, 10.0
+
+
+def _work_until_done(
+    runner: asyncio.Runner,
+    session: Session,
+    workers: int,
+    stopper: Stopper,
+    target: Target,
+    builder: Builder,
+    events: Events,
+) -> None:
+    """Work the run's shards; while other live processes hold the rest, wait for them
+    (taking any they give up), showing the run's progress, until every shard is done."""
+    run, noted = session.run, 0.0
+    sleeper = Sleeper(lambda: stopper.stopped)
+    while True:
+        runner.run(_main(session, workers, stopper))
+        if stopper.stopped or session.stopped is not None or session.errors:
+            return
+        if lifecycle.all_done(run):
+            return
+        run.refresh_from_db()
+        if run.state != Run.State.ACTIVE:
+            session.stopped = RunStopped(run.state, run.stop_reason)
+            return
+        if time.monotonic() - noted >= WAIT_NOTE:
+            noted = time.monotonic()
+            held = claims.held_elsewhere(target, builder, run.pk)
+            by = f" by {', '.join(held)}" if held else ""
+            events.note(
+                f"Waiting for the shards of run {run.pk} still being rotated{by}: "
+                f"{run.rows_done():,}/{run.total_rows:,} rows rotated."
+            )
+        if not sleeper.sleep(WAIT_POLL):
+            return
+        session.stop = asyncio.Event()
 
 
 async def _main(session: Session, workers: int, stopper: Stopper) -> None:

@@ -1,7 +1,7 @@
 """--verify: compare the table with the fingerprints of its last run, not with the checkpoints.
 
-A row "still holds a pre-rotation value" when the hash of its value is one of
-the run's fingerprints (the value it had, or any other planned row's value).
+A row "still holds a pre-rotation value" when the keyed hash of its value is one
+of the run's fingerprints (the value it had, or any other planned row's value).
 Every count is one query on the server; nothing but counts (and, at -v 2,
 primary keys) comes back, never a value.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 
 from rotator.errors import RotatorError
 from rotator.models import Run
-from rotator.service.fingerprints import table_name
+from rotator.service.fingerprints import has_fingerprints, proof_for, proof_run_id, table_name
 from rotator.sql import builder_for
 from rotator.store.lifecycle import runs_for
 from rotator.target import Target
@@ -48,8 +48,8 @@ def last_run(target: Target) -> Run:
     run = runs_for(target).order_by("-pk").first()
     if run is None:
         raise RotatorError(
-            f"{target.label} has no run to verify; rotate it with --fingerprints first "
-            "(the pre-rotation values are fingerprinted when the run is planned)"
+            f"{target.label} has no run to verify; rotate it first (each batch fingerprints "
+            "the values it replaces)"
         )
     return run
 
@@ -57,31 +57,39 @@ def last_run(target: Target) -> Run:
 def verify(target: Target, keys: bool = False) -> Verification:
     """Count, for the target's last run, the rows still holding a pre-rotation value."""
     run = last_run(target)
+    proof = proof_for(run)
+    missing = proof is None or (run.rows_done() and not has_fingerprints(target, run))
+    if missing and run.total_rows:
+        why = "without fingerprints" if proof is None else "by an older version"
+        raise RotatorError(
+            f"run {run.pk} of {target.label} has no fingerprints (it was planned {why}); "
+            "--leaked FILE checks a dump without them, or rotate again with --restart "
+            "(fingerprints are on by default)"
+        )
     connection = connections[target.alias]
-    queries = builder_for(connection).verify_queries(
-        connection, target, table_name(), stale_limit=MAX_KEYS + 1
-    )
+    builder = builder_for(connection)
+    queries = builder.verify_queries(connection, target, table_name(), stale_limit=MAX_KEYS + 1)
     params: dict[str, list[Any]] = {"rows": [], "nulls": [], "duplicates": []}
     counts: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(queries["any"], [run.pk])
-        if not cursor.fetchone()[0] and run.total_rows:
-            raise RotatorError(
-                f"run {run.pk} of {target.label} has no fingerprints (it was planned "
-                "without --fingerprints); --leaked FILE checks a dump without them, or "
-                "rotate again with --restart --fingerprints"
-            )
+    proof_id = proof_run_id(run)
+    builder.analyze_fingerprints(connection, table_name())
+    with transaction.atomic(using=target.alias), connection.cursor() as cursor:
+        if proof is not None:
+            builder.load_proof_key(connection, target, proof.key)
         if "census" in queries:
-            cursor.execute(queries["census"], [run.pk])
+            cursor.execute(queries["census"], [proof_id])
             counts.update(zip(CENSUS, map(int, cursor.fetchone()), strict=True))
         for name in ("fingerprints", "rows", "stale", "deleted", "born", "nulls", "duplicates"):
             if name not in counts:
-                cursor.execute(queries[name], params.get(name, [run.pk]))
+                cursor.execute(queries[name], params.get(name, [proof_id]))
                 counts[name] = int(cursor.fetchone()[0])
         stale_keys: list[str] = []
         if keys and counts["stale"]:
-            cursor.execute(queries["stale_keys"], [run.pk])
+            cursor.execute(queries["stale_keys"], [proof_id])
             stale_keys = [str(target.key_from_text(str(k))) for (k,) in cursor.fetchall()]
+    if run.state != Run.State.FINISHED:
+        # Rows the run has not reached yet have no fingerprint, and their old value.
+        counts["stale"] += max(0, run.total_rows - counts["fingerprints"])
     return Verification(run=run, rows_done=run.rows_done(), stale_keys=stale_keys, **counts)
 
 

@@ -8,7 +8,7 @@ exactly, whatever the key type, the time zone or the field's conversion.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import models
@@ -263,31 +263,76 @@ class Builder:
     def verify_queries(
         self, connection: BaseDatabaseWrapper, target: Target, fingerprints: str, stale_limit: int
     ) -> dict[str, str]:
-        """--verify's statements by count name; ``fingerprints``: Fingerprint's table."""
+        """--verify's statements by count name; ``fingerprints``: Fingerprint's table.
+
+        The stale counts read the run's key (``load_proof_key``, same transaction)."""
         return verify_queries(
-            self.digests(connection, target, alias="t."),
+            self.keyed(connection, target, alias="t."),
             verify_names(connection, target, fingerprints),
             stale_limit,
         )
 
-    def fingerprint_insert(
+    # The proof: keyed fingerprints written by each batch (see models.Fingerprint).
+
+    #: How INSERT skips a row whose (run, key) is already fingerprinted: prefix, suffix.
+    insert_ignore = ("INSERT", "")
+
+    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
+        """Make the run's fingerprint key (hex) readable by this transaction's statements
+        (``proof_digest`` reads it), never through SQL text or a bind parameter."""
+        self.digests(connection, target)  # refuses a database that cannot hash
+
+    def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
+        """SQL of the column's keyed fingerprint (a bigint; NULL for NULL)."""
+        raise AssertionError("unreachable: digests() refuses this database")
+
+    def proof_join(self) -> str:
+        """What a statement using ``proof_digest`` joins, with a leading space."""
+        return ""
+
+    def keyed(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> Digests:
+        """``digests()`` with the keyed fingerprint as its digest."""
+        return replace(
+            self.digests(connection, target, alias=alias),
+            digest=self.proof_digest(connection, target, alias),
+            join=self.proof_join(),
+        )
+
+    def analyze_fingerprints(self, connection: BaseDatabaseWrapper, fingerprints: str) -> None:
+        """Give the planner the fingerprint table's statistics before a check joins it."""
+
+    def window_bound(
+        self, connection: BaseDatabaseWrapper, target: Target, text: str
+    ) -> tuple[str, Any]:
+        """SQL and parameter comparing the key with a window's bound, as the batch does."""
+        return "%s", self.key_param(target, text)
+
+    def fingerprint_window(
         self,
         connection: BaseDatabaseWrapper,
         target: Target,
         fingerprints: str,
         run_id: int,
-        high_water: str,
-    ) -> tuple[str, list[Any]]:
-        """One INSERT ... SELECT of the fingerprints of the rows up to ``high_water``."""
+        window: Window,
+    ) -> None:
+        """In a batch's transaction, before its UPDATE: fingerprint the window's rows that
+        the run has no fingerprint of yet (one INSERT ... SELECT on the server)."""
         qn = connection.ops.quote_name
         n = Names.of(connection, target)
-        d = self.digests(connection, target)
-        bound, high = self.high_water_bound(connection, target, high_water)
+        d = self.keyed(connection, target, alias="w.")
+        hi_sql, hi = self.window_bound(connection, target, window.hi)
+        where, params = f"{n.pk} <= {hi_sql}", [hi]
+        if window.lo is not None:
+            lo_sql, lo = self.window_bound(connection, target, window.lo)
+            where, params = f"{n.pk} > {lo_sql} AND {where}", [lo, hi]
+        head, tail = self.insert_ignore
         sql = (
-            f"INSERT INTO {qn(fingerprints)} ({qn('run_id')}, {qn('key')}, {qn('digest')}) "
-            f"SELECT %s, {d.key_text}, {d.digest} FROM {n.table} WHERE {n.pk} <= {bound}"
+            f"{head} INTO {qn(fingerprints)} ({qn('run_id')}, {qn('key')}, {qn('digest')}) "
+            f"SELECT %s, {d.key_text}, {d.digest} FROM (SELECT {n.pk}, {n.col} FROM {n.table} "
+            f"WHERE {where} ORDER BY {n.pk} LIMIT %s) w{d.join}{tail}"
         )
-        return sql, [run_id, high]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [run_id, *params, window.limit])
 
     def high_water_bound(
         self, connection: BaseDatabaseWrapper, target: Target, text: str

@@ -1,12 +1,16 @@
 """SQL for hashing values on the server: fingerprints, --verify, --leaked.
 
 A value is hashed as its text (``str(field.to_python(value))``: a UUID in its
-hyphenated lower-case form), UTF-8 encoded, with sha256; a fingerprint keeps
-the first 8 bytes. Each builder says how its database hashes
-(``Builder.digests``); the statements built from those expressions here are
-the same on every database that hashes, unless a builder overrides them. No
-value ever leaves the server, and none appears in SQL text or a bind
-parameter.
+hyphenated lower-case form), UTF-8 encoded, with sha256. A fingerprint is keyed:
+the first 60 bits (a positive bigint, indexable everywhere) of sha256 of the
+run's key in hex followed by the value's text. The key reaches the server in a
+one-row temporary table (``PROOF_TABLE``, read by a scalar subquery, which
+the planner evaluates once) loaded the way new
+values are (binary COPY, LOAD DATA from a pipe) or, on SQLite, inside a Python
+function: never in SQL text or a bind parameter. Each builder says how its
+database hashes (``Builder.digests``, ``Builder.proof_digest``); the statements
+built from those expressions here are the same on every database that hashes,
+unless a builder overrides them. No value ever leaves the server.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 DIGEST_BYTES = 8
+#: Hex digits of sha256 a keyed fingerprint keeps (60 bits: a positive bigint).
+PROOF_HEX = 15
+#: The one-row temporary table holding the run's fingerprint key, in hex (column ``k``).
+PROOF_TABLE = "rotator_proof_key"
 
 
 def value_text(field: Any, value: Any) -> str:
@@ -25,6 +33,11 @@ def value_text(field: Any, value: Any) -> str:
 
 def sha256_of(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
+
+
+def keyed_digest(key: str, text: str) -> int:
+    """The keyed fingerprint of a value's text under ``key`` (hex), as the servers compute it."""
+    return int(hashlib.sha256((key + text).encode()).hexdigest()[:PROOF_HEX], 16)
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class Digests:
     sha256: str
     #: Placeholder of the driver's cursor.
     param: str
+    #: What a statement using the keyed digest joins (the key table), with a leading space.
+    join: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,7 @@ def stale_queries(d: Digests, n: VerifyNames, stale_limit: int) -> dict[str, str
     p = d.param
     fp, table, col = n.fp, n.table, n.col
     mine = f"run_id = {p} AND digest IS NOT NULL"
-    stale = f"FROM {table} t WHERE {d.digest} IN (SELECT digest FROM {fp} WHERE {mine})"
+    stale = f"FROM {table} t{d.join} WHERE {d.digest} IN (SELECT digest FROM {fp} WHERE {mine})"
     return {
         "any": f"SELECT EXISTS (SELECT 1 FROM {fp} WHERE run_id = {p})",
         "stale": f"SELECT count(*) {stale}",

@@ -72,7 +72,9 @@ WITH {win}, new AS (
         SELECT {token} AS token, row_number() OVER () AS rn FROM {source} LIMIT %(limit)s
     ) AS s{taken}
 ), pair AS (
-    SELECT win.k, win.old, new.token, new.free
+    -- a new value equal to the row's old one (a low-entropy generator) is no rotation:
+    -- the row draws again, like a collision
+    SELECT win.k, win.old, new.token, new.free AND new.token IS DISTINCT FROM win.old AS free
     FROM win JOIN new ON new.rn = win.rn
     WHERE {fill}
 ), last AS (

@@ -16,7 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from rotator.faults import Fault, Kind
 from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
-from rotator.sql.digests import DIGEST_BYTES, Digests, sha256_of, value_text
+from rotator.sql.digests import DIGEST_BYTES, Digests, keyed_digest, sha256_of, value_text
 from rotator.sql.names import Names
 from rotator.sql.revoke_sqlite import RevokeSQLite
 from rotator.target import Target
@@ -37,7 +37,9 @@ class SQLiteBuilder(RevokeSQLite, Builder):
         n = Names.of(connection, target)
         pk, table, col = n.pk, n.table, n.col
         where = f"{pk} > ? AND {pk} <= ?" if lower else f"{pk} <= ?"
-        select = f"SELECT {pk}, {col} IS NULL FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
+        select = (
+            f"SELECT {pk}, {col} IS NULL, {col} FROM {table} WHERE {where} ORDER BY {pk} LIMIT ?"
+        )
         update = f"UPDATE {table} SET {col} = ? WHERE {pk} = ?"
         return select, update
 
@@ -46,18 +48,21 @@ class SQLiteBuilder(RevokeSQLite, Builder):
         connection: BaseDatabaseWrapper,
         target: Target,
         cur: sqlite3.Cursor,
-        window: list[tuple[Any, int]],
+        window: list[tuple[Any, ...]],
         tokens: Tokens,
         fill_nulls: bool,
     ) -> Outcome:
         _, update = self.sql(connection, target, lower=False)
-        keys = [key for key, is_null in window if fill_nulls or not is_null]
+        keys = [key for key, is_null, *_ in window if fill_nulls or not is_null]
+        old = {row[0]: row[2] for row in window}
         values = self.prep_values(connection, target, tokens)[: len(keys)]
         taken = self._taken(connection, target, cur, values) if target.unique else set()
         pairs, collided, seen_values = [], [], set()
         for key, value in zip(keys, values, strict=True):
             marker = value if isinstance(value, str | bytes | int) else repr(value)
-            if marker in taken or (target.unique and marker in seen_values):
+            # A value equal to the row's old one is no rotation: it draws again.
+            same = value == old.get(key)
+            if same or marker in taken or (target.unique and marker in seen_values):
                 collided.append(key)
                 continue
             seen_values.add(marker)
@@ -127,7 +132,8 @@ class SQLiteBuilder(RevokeSQLite, Builder):
             contextlib.closing(connection.connection.cursor()) as cur,
         ):
             cur.execute(
-                f"SELECT {pk}, {col} IS NULL FROM {table} WHERE {pk} IN ({marks}) ORDER BY {pk}",
+                f"SELECT {pk}, {col} IS NULL, {col} FROM {table} WHERE {pk} IN ({marks}) "
+                f"ORDER BY {pk}",
                 keys,
             )
             rows = cur.fetchall()
@@ -184,6 +190,22 @@ class SQLiteBuilder(RevokeSQLite, Builder):
             sha256=f"rotator_sha256({alias}{n.col})",
             param="?",
         )
+
+    # The proof: the key lives in a Python function of this connection (no server log).
+
+    insert_ignore = ("INSERT OR IGNORE", "")
+
+    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
+        connection.ensure_connection()
+        field = target.field
+
+        def proof(value: Any) -> int | None:
+            return None if value is None else keyed_digest(key, value_text(field, value))
+
+        connection.connection.create_function("rotator_proof", 1, proof, deterministic=True)
+
+    def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
+        return f"rotator_proof({alias}{Names.of(connection, target).col})"
 
     def describe_location(self, connection: BaseDatabaseWrapper) -> str:
         return str(connection.settings_dict.get("NAME"))

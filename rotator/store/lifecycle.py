@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, transaction
-from django.db.models import F, QuerySet, Sum
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import F, Max, QuerySet, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from rotator.errors import RotatorError, first_line
+from rotator.faults import Kind
 from rotator.models import UNFINISHED, Run, Shard
 from rotator.sql import Builder
 from rotator.store.planning import Plan, make_plan
@@ -97,12 +99,40 @@ def _move(run: Run, states: tuple[str, ...], **changes: Any) -> bool:
     return moved == 1
 
 
+#: Tries of a plan that a passing fault (SQLite's "database is locked") stopped.
+PLAN_TRIES = 10
+
+
 def plan(
     target: Target,
     builder: Builder,
     shards: int,
     options: dict[str, Any],
     make: Callable[[Target, Builder, int], Plan] | None = None,
+) -> tuple[Run | None, bool]:
+    """Plan (``_plan``), again after a passing fault: planning is one transaction, so a
+    lock the application's writes hold (SQLite's single writer) changed nothing."""
+    for attempt in range(1, PLAN_TRIES + 1):
+        try:
+            return _plan(target, builder, shards, options, make)
+        except DatabaseError as exc:
+            fault = builder.fault(exc)
+            if fault is None or fault.kind not in RETRIED or attempt == PLAN_TRIES:
+                raise
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+#: Faults a plan is tried again after.
+RETRIED = (Kind.LOCK, Kind.CONFLICT, Kind.TIMEOUT)
+
+
+def _plan(
+    target: Target,
+    builder: Builder,
+    shards: int,
+    options: dict[str, Any],
+    make: Callable[[Target, Builder, int], Plan] | None,
 ) -> tuple[Run | None, bool]:
     """Plan and store a new active run, or join the one another process planned meanwhile.
 
@@ -212,12 +242,53 @@ def error(run: Run, exc: BaseException) -> bool:
     )
 
 
-def finish(run: Run) -> bool:
-    """Finish the run if every shard is done; True if it is finished."""
+def all_done(run: Run) -> bool:
+    """Whether every shard of the run is done."""
     db = run._state.db
-    if Shard.objects.using(db).filter(run=run).exclude(state=Shard.State.DONE).exists():
+    return not Shard.objects.using(db).filter(run=run).exclude(state=Shard.State.DONE).exists()
+
+
+def seconds_since_last_batch(run: Run) -> float:
+    """Seconds, by the database clock, since the run's last shard finished (by anyone)."""
+    db = run._state.db
+    last = Shard.objects.using(db).filter(run=run).aggregate(last=Max("finished_at"))["last"]
+    if last is None:
+        return 0.0
+    return max(0.0, (database_now(db or "default") - last).total_seconds())
+
+
+def count_swept(run: Run, rows: int) -> None:
+    """Add ``rows`` to the rows the run's checks found written back and rotated again."""
+    if not rows:
+        return
+    db = run._state.db
+    with transaction.atomic(using=db):
+        locked = Run.objects.using(db).select_for_update().filter(pk=run.pk).first()
+        if locked is None:
+            return
+        options = {**locked.options, "swept": int(locked.options.get("swept", 0)) + rows}
+        Run.objects.using(db).filter(pk=run.pk).update(options=options)
+    run.refresh_from_db(using=db)
+
+
+def finish(run: Run) -> bool:
+    """Finish the run if every shard is done; True if it is finished.
+
+    The service calls it only once a check of the table found no pre-rotation
+    value left (service/finishing.py), or for a run without fingerprints.
+    """
+    if not all_done(run):
         return False
-    _move(run, (Run.State.ACTIVE,), state=Run.State.FINISHED, finished_at=Now())
+    # The plan's total may be an estimate (PostgreSQL's statistics above 1M rows): a
+    # finished run shows the exact count of its rows, by fate, which add up.
+    # (An exact plan keeps its total: rows deleted before their batch are told apart.)
+    exact: dict[str, Any] = {}
+    if run.options.get("estimated"):
+        exact = {
+            "total_rows": sum(tally(run).values()),
+            "options": {**run.options, "estimated": False},
+        }
+    _move(run, (Run.State.ACTIVE,), state=Run.State.FINISHED, finished_at=Now(), **exact)
     return run.state == Run.State.FINISHED
 
 
@@ -263,6 +334,10 @@ def purge(target: Target, older_than_days: float) -> tuple[int, int]:
     # created_at is stamped by Django (auto_now_add works on Django 4.2, db_default does not).
     cutoff = timezone.now() - timedelta(days=older_than_days)
     old = runs_for(target).exclude(state__in=UNFINISHED).filter(created_at__lte=cutoff)
+    # A run whose fingerprints prove a run that stays (--restart keeps the proof) stays too.
+    kept = runs_for(target).exclude(pk__in=old.values("pk"))
+    proofs = {run.options.get("proof") for run in kept.only("options")} - {None}
+    old = old.exclude(pk__in=proofs)
     with transaction.atomic(using=target.alias):
         _, deleted = old.delete()
     return deleted.get(Run._meta.label, 0), deleted.get("rotator.Fingerprint", 0)

@@ -26,6 +26,7 @@ from django.db.models.functions import Now
 from rotator.errors import RotatorError, RunStopped, ShardLost
 from rotator.generators import Generator, Tokens
 from rotator.models import Run, Shard
+from rotator.service.fingerprints import Proof
 from rotator.sql import Builder
 from rotator.sql.base import Outcome, Window
 from rotator.store.claims import Lease, lease_end
@@ -49,6 +50,8 @@ class Job:
     hook: Callable[[Lease], None] | None = None
     #: What one batch does, when not run_batch() (workers/revoke_batch.py deletes).
     operation: Callable[[Job, Lease, int], BatchResult] | None = None
+    #: Fingerprint each window before rotating it (None: --no-fingerprints).
+    proof: Proof | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
     with transaction.atomic(using=target.alias):
         builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
         _check_run(job)
+        if job.proof is not None:
+            job.proof.write(builder, target, window)
         outcome = builder.rotate(connection, target, window, tokens, job.fill_nulls)
         rotated, missed, collisions = _other_values(job, lease, outcome)
         kept = builder.count_present(connection, target, missed) if missed else 0
@@ -172,3 +177,31 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
         seconds=time.perf_counter() - started,
         collisions=collisions,
     )
+
+
+def sweep_batch(job: Job, keys: list[str]) -> int:
+    """Rotate again ``keys``, found holding a pre-rotation value after their batch (the
+    application saved an instance it had loaded before); return how many were rotated.
+
+    The same transaction as a batch: guarded, only while the run is active, with
+    other values for collisions. Their fingerprints are already kept. A row the
+    application changed again meanwhile is left to the next check.
+    """
+    target, builder = job.target, job.builder
+    connection = connections[target.alias]
+    # The service's own connection, not a worker's: it needs the batch's session setup.
+    builder.prepare_session(connection, target, f"rotator run {job.run_id} sweep")
+    with transaction.atomic(using=target.alias):
+        builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
+        _check_run(job)
+        tokens = tokens_for(job, len(keys))
+        outcome = builder.rotate_keys(connection, target, keys, tokens, job.fill_nulls)
+        rotated, _, _ = _other_values(job, _SWEEP, outcome)
+    return rotated
+
+
+class _Sweep:
+    index = "sweep"
+
+
+_SWEEP: Any = _Sweep()

@@ -29,7 +29,7 @@ from rotator.errors import RotatorError
 from rotator.faults import Fault
 from rotator.generators import Generator, Tokens
 from rotator.sql.base import Builder, ConnectionUse, Outcome, Split, Window
-from rotator.sql.digests import DIGEST_BYTES, Digests
+from rotator.sql.digests import DIGEST_BYTES, PROOF_HEX, PROOF_TABLE, Digests
 from rotator.sql.mysql import batch, errors, leaked, liveness, plan
 from rotator.sql.mysql.batch import (
     BatchNames,
@@ -40,6 +40,7 @@ from rotator.sql.mysql.batch import (
     window_sql,
 )
 from rotator.sql.mysql.errors import MySQLdb
+from rotator.sql.mysql.load import load_from_pipe
 from rotator.sql.names import Names
 from rotator.sql.revoke_mysql import RevokeMySQL
 from rotator.target import Target
@@ -250,6 +251,32 @@ class MySQLBuilder(RevokeMySQL, Builder):
         hashed: bool,
     ) -> int:
         return leaked.load(cursor, target, name, values, hashed)
+
+    # The proof: the key by LOAD DATA from a pipe into a session temporary table.
+
+    insert_ignore = ("INSERT IGNORE", "")
+
+    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cur,
+        ):
+            cur.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {PROOF_TABLE} (k VARBINARY(64)) "
+                "ENGINE=MEMORY"
+            )
+            cur.execute(f"DELETE FROM {PROOF_TABLE}")
+            load_from_pipe(
+                cur,
+                lambda path: f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {PROOF_TABLE} (k)",
+                key.encode() + b"\n",
+            )
+
+    def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
+        col = Names.of(connection, target).col
+        # The key as a scalar subquery, evaluated once (no join the optimizer could misjudge).
+        hexed = f"SHA2(CONCAT((SELECT k FROM {PROOF_TABLE}), CAST({alias}{col} AS CHAR)), 256)"
+        return f"CAST(CONV(LEFT({hexed}, {PROOF_HEX}), 16, 10) AS UNSIGNED)"
 
 
 __all__ = ["MySQLBuilder"]

@@ -144,8 +144,10 @@ def _fill(fill_nulls: bool) -> str:
 def pair_sql(n: BatchNames, unique: bool) -> str:
     """Give each window row its loaded value, and mark values another row already holds."""
     taken = f", w.taken = EXISTS (SELECT 1 FROM {n.table} AS x WHERE x.{n.col} = v.v)"
+    # Not unique: a value equal to the row's old one (a low-entropy generator) draws again.
+    same = ", w.taken = (v.v <=> w.old)"
     return f"UPDATE {n.window} AS w JOIN {n.values} AS v ON v.rn = w.rn SET w.new = v.v" + (
-        taken if unique else ""
+        taken if unique else same
     )
 
 

@@ -1,0 +1,138 @@
+"""A run is finished only when the table says so: the check, the sweep and the settle time.
+
+Django's ``Model.save()`` writes every column, so a request that loaded a row
+before its batch and saves after it writes the leaked value back; the
+checkpoints cannot see that. When every shard is done, the table is checked
+against the run's fingerprints (``fingerprints.stale_keys``); rows found are
+rotated again (a sweep, in batch transactions), and the table is checked
+again, until a check finds none. The last check waits until ``--settle``
+seconds have passed since the last batch or sweep: that bounds how long an
+application may hold an instance loaded before its batch and still have its
+save caught. A save later than that is not (the README says so).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from rotator.errors import ExitStatus, Interrupted, RotatorError
+from rotator.models import Run
+from rotator.service.fingerprints import stale_keys
+from rotator.store import lifecycle
+from rotator.target import Target
+from rotator.workers.batch import Job, sweep_batch
+
+#: Sweeps before the command gives up for now (the run stays active; run it again).
+MAX_SWEEPS = 10
+#: Keys of one sweep transaction.
+SWEEP_BATCH = 1_000
+#: The default --settle, in seconds: longer than an ordinary web request or job.
+SETTLE_SECONDS = 30.0
+
+
+def default_settle() -> float:
+    """--settle's default: settings.ROTATOR_SETTLE_SECONDS, else SETTLE_SECONDS."""
+    return float(getattr(settings, "ROTATOR_SETTLE_SECONDS", SETTLE_SECONDS))
+
+
+@dataclass(frozen=True)
+class Finish:
+    finished: bool
+    #: Rows found holding a pre-rotation value after their batch, and rotated again.
+    swept: int = 0
+    #: Whether a check of the table proved the run (None: no fingerprints to check with).
+    verified: bool | None = None
+
+
+class Sleeper:
+    """Waits that stop when ``stopped()`` says so (the service's Stopper)."""
+
+    def __init__(self, stopped: Callable[[], bool]) -> None:
+        self.stopped = stopped
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep; False if stopped meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.stopped():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(0.2, left))
+        return False
+
+
+def finish_verified(
+    target: Target,
+    run: Run,
+    job: Job,
+    settle: float,
+    note: Callable[[str], None],
+    sleeper: Sleeper,
+    stop_status: Callable[[], tuple[str, ExitStatus]],
+) -> Finish:
+    """Finish ``run`` (every shard done) once a check finds no pre-rotation value left."""
+    if job.proof is None:
+        return Finish(lifecycle.finish(run))
+    if not lifecycle.all_done(run):
+        return Finish(False)
+    quiet_since = time.monotonic() - lifecycle.seconds_since_last_batch(run)
+    sweeps = swept = 0
+    waited = False
+    while True:
+        # Statistics once: the fingerprint table was empty when the run began.
+        keys = stale_keys(target, run, analyze=not (sweeps or waited))
+        if keys:
+            if sweeps == MAX_SWEEPS:
+                raise _unverified(target, run, len(keys), sweeps)
+            sweeps += 1
+            note(
+                f"Check: {len(keys):,} rows of {target.label} hold a pre-rotation value again "
+                "(saved by the application from an instance loaded before their batch); "
+                "rotating them again."
+            )
+            for start in range(0, len(keys), SWEEP_BATCH):
+                if sleeper.stopped():
+                    raise _stopped(target, run, stop_status())
+                done = sweep_batch(job, keys[start : start + SWEEP_BATCH])
+                lifecycle.count_swept(run, done)
+                swept += done
+            quiet_since = time.monotonic()
+            continue
+        wait = settle - (time.monotonic() - quiet_since)
+        if wait <= 0:
+            break
+        if not waited and wait >= 1:
+            note(
+                f"Every row is rotated; checking again in {wait:.0f} s (--settle {settle:g}), "
+                "for saves of instances loaded before their batch."
+            )
+            waited = True
+        if not sleeper.sleep(wait):
+            raise _stopped(target, run, stop_status())
+    finished = lifecycle.finish(run)
+    return Finish(finished, swept, finished)
+
+
+def _unverified(target: Target, run: Run, left: int, sweeps: int) -> RotatorError:
+    error = RotatorError(
+        f"{left:,} row{'s' if left != 1 else ''} of {target.label} still "
+        f"hold{'s' if left == 1 else ''} a pre-rotation value after {sweeps} "
+        f"sweeps: the application keeps saving instances loaded before they were rotated; "
+        f"run {run.pk} stays unfinished: run the same command again to sweep them (see their "
+        "keys with --verify -v 2)"
+    )
+    error.status = ExitStatus.UNVERIFIED
+    return error
+
+
+def _stopped(target: Target, run: Run, why: tuple[str, ExitStatus]) -> Interrupted:
+    reason, status = why
+    return Interrupted(
+        f"Interrupted by {reason}: every row of {target.label} is rotated, but the check "
+        f"that finishes run {run.pk} is not done; run the same command again to finish it",
+        status,
+    )
