@@ -460,7 +460,9 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
 
     def owner_alive(self, connection: BaseDatabaseWrapper, shard_id: int) -> bool | None:
         sql = (
+            # Advisory locks are per database: another database's run may use the same ids.
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND classid = %s::int4::oid AND objid = %s::int4::oid AND objsubid = 2)"
         )
         return bool(self._advisory(connection, sql, shard_id))
