@@ -131,6 +131,10 @@ LOGGING = {
 # the lease (seconds, on the database clock).
 ROTATOR_LIVENESS = os.environ.get("ROTATOR_LIVENESS", "auto")
 ROTATOR_LEASE_SECONDS = float(os.environ.get("ROTATOR_LEASE_SECONDS", "60"))
+# How long a finished run waits for saves of instances loaded before their batch
+# (README "Proving it"); unset: rotator's default (30 s).
+if os.environ.get("ROTATOR_SETTLE_SECONDS"):
+    ROTATOR_SETTLE_SECONDS = float(os.environ["ROTATOR_SETTLE_SECONDS"])
 
 # The Django admin (rotator/admin.py: runs, progress, pause/resume/cancel).
 # `python manage.py createsuperuser`, then `python manage.py runserver --insecure`

@@ -17,6 +17,9 @@ from tests import environment, seeded
 from tickets.models import Ticket
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests' short settle (tests/settings.py) for every manage.py child too: a finished
+# run otherwise waits 30 s for write-backs (asyncproj/settings.py reads this variable).
+os.environ.setdefault("ROTATOR_SETTLE_SECONDS", "0.2")
 VENDORS = {
     "asyncproj.embedded": "postgresql",
     "django.db.backends.postgresql": "postgresql",

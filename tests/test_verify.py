@@ -237,12 +237,6 @@ def test_verify_with_no_flags_after_a_default_run():
 
 
 @pytest.mark.mysql
-@pytest.mark.slow  # while it fails it runs for over ten minutes: not in the per-database runs
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 'deleted' count (key NOT IN the table's keys as utf8mb4_bin text) is still "
-    "not materialized on MariaDB: stale counts are linear now, this one is not",
-)
 def test_verify_of_100k_rows_on_mariadb_is_not_quadratic():
     import time
 
