@@ -90,11 +90,12 @@ def bar_frames(screen: Screen) -> tuple[list[str], list[str]]:
     """The frames drawn before and after the resize; checks the three-line shape."""
     lines = screen.text.split("\r\n")
     assert lines[-1] == "", repr(screen.text[-200:])
-    assert len(lines) == 5, "a frame wrapped or left a line behind:\n" + "\n".join(
+    assert len(lines) == 6, "a frame wrapped or left a line behind:\n" + "\n".join(
         repr(line[:300]) for line in lines
     )
-    planning, planned, bar, summary = lines[:4]
+    planning, planned, bar, verified, summary = lines[:5]
     assert planning.startswith("Planning a run of ") and planned.startswith("Planned run ")
+    assert verified.startswith("Verified: no planned row of tickets.Ticket.token holds")
     assert summary.startswith("Rotated 20,000 rows")
     assert bar.startswith("\r") and bar.endswith("\x1b[K")
     start = screen.text.index(bar)
