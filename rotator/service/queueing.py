@@ -199,7 +199,7 @@ def _conclude(session: Session, run: Run, options: Options) -> Outcome:
         Sleeper(lambda: False),
         lambda: ("a stop", ExitStatus.ERROR),
     )
-    run.refresh_from_db()
+    run.refresh_from_db(using=run._state.db)
     holders = [] if run.state == Run.State.FINISHED else claims_held(run)
     reason = f"shards held by {', '.join(holders)}" if holders else ""
     return Outcome(run.pk, run.state, rows, seconds, reason)
@@ -225,7 +225,7 @@ def follow(run: Run, sink: ProgressSink, every: float = 1.0) -> Run:
     quiet_since = time.monotonic()
     while True:
         time.sleep(every)
-        run.refresh_from_db()
+        run.refresh_from_db(using=run._state.db)
         now = run.rows_done()
         if now > done:
             sink.advance(now - done)

@@ -325,7 +325,7 @@ def _execute(
             Sleeper(lambda: stopper.stopped),
             lambda: (stopper.reason or "a stop", stopper.status),
         )
-    run.refresh_from_db()
+    run.refresh_from_db(using=run._state.db)
     finished = run.state == Run.State.FINISHED
     counts = lifecycle.tally(run)
     return Report(
@@ -370,7 +370,7 @@ def _work_until_done(
             return
         if lifecycle.all_done(run):
             return
-        run.refresh_from_db()
+        run.refresh_from_db(using=run._state.db)
         if run.state != Run.State.ACTIVE:
             session.stopped = RunStopped(run.state, run.stop_reason)
             return
@@ -437,7 +437,7 @@ def _raise_if_stopped(
     if stop.state == Run.State.PAUSED:
         raise Interrupted(f"Paused by an operator{why}: {done}; {resume}", ExitStatus.PAUSED)
     if stop.state == Run.State.ERRORED:
-        run.refresh_from_db()
+        run.refresh_from_db(using=run._state.db)
         raise RotatorError(
             f"Run {run.pk} stopped on an error in another process ({run.error_class}: "
             f"{run.error_message}); its workers stopped: {done}; {resume}"

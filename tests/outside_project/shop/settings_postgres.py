@@ -32,3 +32,7 @@ DATABASES = {"default": _primary}
 if _variant == "router":
     DATABASES["replica"] = dict(dj_database_url.parse(os.environ["SHOP_REPLICA"]))
     DATABASE_ROUTERS = ["shop.routers.PrimaryReplicaRouter"]
+
+# The test session's short settle (tests/conftest.py); a real project keeps the 30 s default.
+if os.environ.get("ROTATOR_SETTLE_SECONDS"):
+    ROTATOR_SETTLE_SECONDS = float(os.environ["ROTATOR_SETTLE_SECONDS"])
