@@ -302,7 +302,7 @@ def _execute(
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            _work_until_done(runner, session, workers, stopper, target, builder, events)
+            _work_until_done(runner, session, workers, stopper, target, builder, events, options)
     finally:
         session.throttle.close()
         progress.close()
@@ -359,6 +359,7 @@ def _work_until_done(
     target: Target,
     builder: Builder,
     events: Events,
+    options: Options,
 ) -> None:
     """Work the run's shards; while other live processes hold the rest, wait for them
     (taking any they give up), showing the run's progress, until every shard is done."""
@@ -368,7 +369,8 @@ def _work_until_done(
         runner.run(_main(session, workers, stopper))
         if stopper.stopped or session.stopped is not None or session.errors:
             return
-        if lifecycle.all_done(run):
+        # The service's own connection may have died with a restarted server meanwhile.
+        if _reconnecting(options, builder, target, lifecycle.all_done, run):
             return
         run.refresh_from_db(using=run._state.db)
         if run.state != Run.State.ACTIVE:
