@@ -140,9 +140,14 @@ class Fingerprint(models.Model):
     as the first 60 bits of sha256(key || value as text), where the key is derived
     from ``settings.SECRET_KEY`` and the run and is never stored in the database: a
     copy of the database alone cannot test guesses against it. ``--verify`` and the
-    check that ends every run compare the table against these. The unique (run, key)
-    index lets a batch skip a row already fingerprinted (a restarted run keeps the
-    first run's proof) and makes every join of the check a linear one.
+    check that ends every run compare the table against these.
+
+    No unique index on (run, key): it was most of what fingerprints cost (each
+    batch probed it per row). A run fingerprints each row once (its batches are
+    exactly once); a run restarted with ``--restart`` adds the values it finds to
+    the proof it inherits, so a row may have two fingerprints there (the value
+    before the first run, and the one that run gave it): the checks treat the
+    fingerprints as a set, and --verify counts distinct keys.
     """
 
     run = models.ForeignKey(
@@ -158,9 +163,7 @@ class Fingerprint(models.Model):
     )
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["run", "key"], name="rotator_fingerprint_run_key")
-        ]
+        indexes = [models.Index(fields=["run"], name="rotator_fingerprint_run")]
 
     def __str__(self) -> str:
         return f"fingerprint of row {self.key} in run {self.run_id}"
@@ -205,3 +208,29 @@ class RevocationKey(models.Model):
 
     def __str__(self) -> str:
         return f"row {self.seq} of revocation {self.snapshot}"
+
+
+class Writer(models.Model):
+    """A transaction that wrote rows for a run (PostgreSQL): a batch's, a sweep's.
+
+    The check that finishes a run hashes only the rows whose current version some
+    other transaction wrote (``xmin`` not one of the run's writers): a row still as
+    its batch left it holds the new value that batch gave it, so only rows written
+    since (by the application, say) or never rotated can hold a pre-rotation value.
+    ``top`` (the writing transaction's 64-bit id) lets the check see when the run
+    spans enough transactions for a 32-bit id to come round again; it then hashes
+    every row. ``--verify`` always hashes every row.
+    """
+
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.CASCADE,
+        related_name="writers",
+        db_index=False,
+        db_constraint=False,
+    )
+    xid = models.BigIntegerField(help_text="The rows' xmin: the (sub)transaction's 32-bit id.")
+    top = models.BigIntegerField(help_text="The top transaction's 64-bit id (txid_current()).")
+
+    def __str__(self) -> str:
+        return f"writer {self.xid} of run {self.run_id}"

@@ -164,21 +164,31 @@ def test_fingerprints_go_with_their_run():
     assert Fingerprint.objects.count() == 0
 
 
-def test_a_batch_fingerprints_only_its_window_and_restart_keeps_the_first_proof():
+def test_a_batch_fingerprints_only_its_window_and_restart_adds_to_the_first_proof():
     fill(100)
     before = tokens()
     stopped = interrupted(batch_size=10, committed=1)
     assert Fingerprint.objects.filter(run=stopped).count() == 10
+    between = tokens()
+    first_rotated = sorted(k for k in before if before[k] != between[k])
+    assert len(first_rotated) == 10
     run("regenerate_token_async", "--restart", "--yes", "--workers", "2")
     new = Run.objects.get(state=Run.State.FINISHED)
     assert new.options["proof"] == stopped.pk
     assert Fingerprint.objects.filter(run=new).count() == 0
-    assert Fingerprint.objects.filter(run=stopped).count() == 100
-    # The 10 rows the first run rotated keep the fingerprint of their value before it.
-    victim = sorted(before)[3]
+    # Every row once, and the 10 the first run rotated once more: the value it gave them.
+    proof = Fingerprint.objects.filter(run=stopped)
+    assert proof.values("key").distinct().count() == 100
+    assert proof.count() == 110
+    out, _ = verify()
+    assert "0 of 100 rows still hold a pre-rotation value" in out.splitlines()
+    assert out.splitlines()[0].startswith("Verifying tickets.Ticket.token against the 100 ")
+    # A row the first run rotated is caught holding its value from before either run.
+    victim, other = first_rotated[3], first_rotated[4]
     Ticket.objects.filter(pk=victim).update(token=before[victim])
+    Ticket.objects.filter(pk=other).update(token=between[other])
     out, refused = refused_verify()
-    assert "1 of 100 rows still hold a pre-rotation value" in out.splitlines()
+    assert "2 of 100 rows still hold a pre-rotation value" in out.splitlines()
 
 
 def test_string_secrets_under_uuid_keys_verify_too():

@@ -1,14 +1,17 @@
 """The proof: keyed fingerprints of every row's pre-rotation value, and the check against them.
 
-Each batch fingerprints its window in its own transaction, before its UPDATE
-(``Builder.fingerprint_window``): the batch reads those rows anyway, so there
-is no separate pass over the table, and a rolled-back batch leaves no
-fingerprint behind. A fingerprint is keyed (see ``models.Fingerprint``): the
-key is derived from ``settings.SECRET_KEY`` and the run and never stored, so a
-copy of the database cannot be searched for a guessed value. A run restarted
+Each batch fingerprints its window in its own transaction: on PostgreSQL in the
+batch statement itself, from the old values it reads (``fingerprints_in_batch``),
+elsewhere by one INSERT ... SELECT before its UPDATE
+(``Builder.fingerprint_window``). There is no separate pass over the table,
+and a rolled-back batch leaves no fingerprint behind. A fingerprint is keyed (see
+``models.Fingerprint``): the key is derived from ``settings.SECRET_KEY`` and the
+run and never stored, so a copy of the database cannot be searched for a guessed
+value. A run restarted
 with ``--restart`` keeps the proof of the run it replaces (its fingerprints,
-of the values before the first run, under that run's key): a batch skips a row
-already fingerprinted.
+of the values before the first run, under that run's key) and adds its own
+windows' values to it: a row the first run rotated has two fingerprints there,
+its value before each run.
 
 ``stale_keys`` is the independent check: the planned rows whose value is one
 of the run's fingerprints, by the table itself, not by the checkpoints.
@@ -25,9 +28,9 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from rotator.errors import RotatorError
-from rotator.models import Fingerprint, Run
+from rotator.models import Fingerprint, Run, Writer
 from rotator.sql import Builder, builder_for
-from rotator.sql.base import Window
+from rotator.sql.base import Fingerprinting, Window
 from rotator.target import Target
 
 #: Keys one check returns at most (a sweep rotates them, then checks again).
@@ -45,11 +48,22 @@ class Proof:
     run_id: int
     key: str
 
-    def write(self, builder: Builder, target: Target, window: Window) -> None:
-        """Fingerprint ``window``'s rows not fingerprinted yet; inside the batch transaction."""
+    #: The run being rotated (``run_id`` is its proof's: itself, or the run --restart replaced).
+    writer_run: int = 0
+
+    def write(self, builder: Builder, target: Target, window: Window) -> Fingerprinting | None:
+        """Inside the batch transaction: fingerprint ``window``'s rows, or, where the batch
+        statement does it itself, return what it needs for that."""
         connection = connections[target.alias]
-        builder.load_proof_key(connection, target, self.key)
+        builder.load_proof_key(connection, target, self.key, batches=True)
+        if builder.fingerprints_in_batch:
+            return self.in_batch()
         builder.fingerprint_window(connection, target, table_name(), self.run_id, window)
+        return None
+
+    def in_batch(self) -> Fingerprinting | None:
+        """For a builder whose batch statements fingerprint (and record their writers)."""
+        return Fingerprinting(table_name(), self.run_id, Writer._meta.db_table, self.writer_run)
 
 
 def proof_run_id(run: Run) -> int:
@@ -72,7 +86,7 @@ def proof_for(run: Run) -> Proof | None:
     """The run's proof, or None when it was planned with --no-fingerprints (or before 0.5)."""
     if not run.options.get("fingerprints"):
         return None
-    return Proof(proof_run_id(run), derive_key(run))
+    return Proof(proof_run_id(run), derive_key(run), run.pk)
 
 
 def inherited_proof(target: Target) -> int | None:
@@ -96,13 +110,20 @@ def stale_keys(
     target: Target, run: Run, limit: int = CHECK_LIMIT, analyze: bool = False
 ) -> list[str]:
     """Keys (as the database's text) of the rows holding one of the run's fingerprinted
-    values: written back by the application after their batch, or never rotated."""
+    values: written back by the application after their batch, or never rotated.
+
+    Where the builder knows which transactions wrote the run's rows
+    (``Builder.finish_check``, PostgreSQL), only the rows written by others are hashed."""
     proof = proof_for(run)
     if proof is None:
         raise AssertionError("unreachable: only a fingerprinted run is checked")
     connection = connections[target.alias]
     builder = builder_for(connection)
-    queries = builder.verify_queries(connection, target, table_name(), stale_limit=limit)
+    sql = builder.finish_check(connection, target, table_name(), Writer._meta.db_table, limit=limit)
+    params: list[int] = [run.pk, proof.run_id]
+    if sql is None:
+        queries = builder.verify_queries(connection, target, table_name(), stale_limit=limit)
+        sql, params = queries["stale_keys"], [proof.run_id]
     if analyze:
         builder.analyze_fingerprints(connection, table_name())
     with transaction.atomic(using=target.alias):
@@ -112,5 +133,5 @@ def stale_keys(
             connection.wrap_database_errors,
             contextlib.closing(connection.connection.cursor()) as cursor,
         ):
-            cursor.execute(queries["stale_keys"], [proof.run_id])
+            cursor.execute(sql, params)
             return [str(k) for (k,) in cursor.fetchall()]

@@ -48,6 +48,18 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Fingerprinting:
+    """Where a batch statement writes its window's fingerprints (``fingerprints_in_batch``):
+    the Fingerprint table and the run whose proof they are; and where it records the
+    transaction that wrote its rows (``models.Writer``), for the run itself."""
+
+    table: str
+    run_id: int
+    writers: str
+    writer_run: int
+
+
+@dataclass(frozen=True)
 class Split:
     """A plan's facts: the high-water key, the rows below it, the shards' upper keys."""
 
@@ -160,7 +172,9 @@ class Builder:
         window: Window,
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
+        """Rotate ``window``; ``fingerprints`` only where ``fingerprints_in_batch``."""
         raise NotImplementedError
 
     def rotate_keys(
@@ -170,8 +184,10 @@ class Builder:
         keys: list[Any],
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
-        """Give ``keys`` (collided rows of this batch) other new values."""
+        """Give ``keys`` (collided rows of this batch) other new values; ``fingerprints``:
+        only the writers are recorded (the keys were fingerprinted by their batch)."""
         raise NotImplementedError
 
     def count_present(
@@ -274,12 +290,16 @@ class Builder:
 
     # The proof: keyed fingerprints written by each batch (see models.Fingerprint).
 
-    #: How INSERT skips a row whose (run, key) is already fingerprinted: prefix, suffix.
-    insert_ignore = ("INSERT", "")
+    #: True where ``rotate`` writes the window's fingerprints in the batch statement
+    #: itself (``fingerprints=``); elsewhere ``fingerprint_window`` runs before it.
+    fingerprints_in_batch = False
 
-    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
+    def load_proof_key(
+        self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False
+    ) -> None:
         """Make the run's fingerprint key (hex) readable by this transaction's statements
-        (``proof_digest`` reads it), never through SQL text or a bind parameter."""
+        (``proof_digest`` reads it), never through SQL text or a bind parameter;
+        ``batches``: for a worker's batches (it may stay loaded for the session)."""
         self.digests(connection, target)  # refuses a database that cannot hash
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
@@ -298,6 +318,19 @@ class Builder:
             join=self.proof_join(),
         )
 
+    def finish_check(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        fingerprints: str,
+        writers: str,
+        limit: int,
+    ) -> str | None:
+        """The check that finishes a run, hashing only rows its writers did not leave as
+        they are (params: the run, its proof's run); None: ``stale_keys`` of
+        ``verify_queries``, which hashes every row."""
+        return None
+
     def analyze_fingerprints(self, connection: BaseDatabaseWrapper, fingerprints: str) -> None:
         """Give the planner the fingerprint table's statistics before a check joins it."""
 
@@ -315,8 +348,8 @@ class Builder:
         run_id: int,
         window: Window,
     ) -> None:
-        """In a batch's transaction, before its UPDATE: fingerprint the window's rows that
-        the run has no fingerprint of yet (one INSERT ... SELECT on the server)."""
+        """In a batch's transaction, before its UPDATE: fingerprint the window's rows
+        (one INSERT ... SELECT on the server)."""
         qn = connection.ops.quote_name
         n = Names.of(connection, target)
         d = self.keyed(connection, target, alias="w.")
@@ -325,11 +358,10 @@ class Builder:
         if window.lo is not None:
             lo_sql, lo = self.window_bound(connection, target, window.lo)
             where, params = f"{n.pk} > {lo_sql} AND {where}", [lo, hi]
-        head, tail = self.insert_ignore
         sql = (
-            f"{head} INTO {qn(fingerprints)} ({qn('run_id')}, {qn('key')}, {qn('digest')}) "
+            f"INSERT INTO {qn(fingerprints)} ({qn('run_id')}, {qn('key')}, {qn('digest')}) "
             f"SELECT %s, {d.key_text}, {d.digest} FROM (SELECT {n.pk}, {n.col} FROM {n.table} "
-            f"WHERE {where} ORDER BY {n.pk} LIMIT %s) w{d.join}{tail}"
+            f"WHERE {where} ORDER BY {n.pk} LIMIT %s) w{d.join}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [run_id, *params, window.limit])

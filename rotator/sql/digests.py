@@ -73,8 +73,9 @@ def verify_queries(d: Digests, n: VerifyNames, stale_limit: int) -> dict[str, st
     (SQLite, MySQL), so ``deleted`` and ``born`` are each one pass."""
     p = d.param
     fp, key, table, col = n.fp, n.key, n.table, n.col
+    # Distinct keys: a run restarted with --restart fingerprints some rows twice.
     deleted = (
-        f"SELECT count(*) FROM {fp} f WHERE f.run_id = {p} "
+        f"SELECT count(DISTINCT f.{key}) FROM {fp} f WHERE f.run_id = {p} "
         f"AND f.{key} NOT IN (SELECT {d.key_text} FROM {table} t)"
     )
     born = (
@@ -83,7 +84,7 @@ def verify_queries(d: Digests, n: VerifyNames, stale_limit: int) -> dict[str, st
     )
     return {
         **stale_queries(d, n, stale_limit),
-        "fingerprints": f"SELECT count(*) FROM {fp} WHERE run_id = {p}",
+        "fingerprints": f"SELECT count(DISTINCT {key}) FROM {fp} WHERE run_id = {p}",
         "rows": f"SELECT count(*) FROM {table}",
         "deleted": deleted,
         "born": born,

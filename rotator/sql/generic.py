@@ -8,7 +8,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.generators import Generator, Tokens
-from rotator.sql.base import Builder, Outcome, Window
+from rotator.sql.base import Builder, Fingerprinting, Outcome, Window
 from rotator.sql.revoke_base import Revoking
 from rotator.target import Target
 from rotator.values import saved_values
@@ -60,6 +60,7 @@ class GenericBuilder(Revoking, Builder):
         window: Window,
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         if tokens is None:
             raise AssertionError("unreachable: supports() refuses server-side generators")
@@ -73,6 +74,7 @@ class GenericBuilder(Revoking, Builder):
         keys: list[Any],
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         if tokens is None:
             raise AssertionError("unreachable: supports() refuses server-side generators")

@@ -71,7 +71,7 @@ WITH {win}, new AS (
     FROM (
         SELECT {token} AS token, row_number() OVER () AS rn FROM {source} LIMIT %(limit)s
     ) AS s{taken}
-), pair AS (
+){fingerprint}, pair AS (
     -- a new value equal to the row's old one (a low-entropy generator) is no rotation:
     -- the row draws again, like a collision
     SELECT win.k, win.old, new.token, new.free AND new.token IS DISTINCT FROM win.old AS free
@@ -86,8 +86,8 @@ WITH {win}, new AS (
     WHERE t.{pk} = pair.k AND pair.free AND {t_range}
         -- a value the application changed meanwhile is the application's
         AND t.{col} IS NOT DISTINCT FROM pair.old AND t.{pk} IS DISTINCT FROM %(keep)s::{cast}
-    RETURNING t.{pk} AS k
-)
+    RETURNING t.{pk} AS k, t.xmin AS x
+){writers}
 SELECT
     (SELECT count(*) FROM win),
     (SELECT k::text FROM last),
@@ -141,8 +141,13 @@ def statement(
     source: str | None,
     fill_nulls: bool,
     skip: bool,
+    fingerprint: str | None = None,
+    writers: str | None = None,
 ) -> str:
-    """The batch statement; ``source`` None: new values made by the server."""
+    """The batch statement; ``source`` None: new values made by the server;
+    ``fingerprint``: an INSERT reading ``win`` (the window's rows and old values),
+    run by the statement itself, unreferenced (PostgreSQL runs it all the same);
+    ``writers``: an INSERT reading ``upd`` (the rows updated, and the xmin each got)."""
     n = Names.of(connection, target)
     where, t_range = ranges(connection, target, lower=lower, keys=keys)
     token, rows = ("token", source) if source else (UUID4, "generate_series(1, %(limit)s)")
@@ -168,4 +173,6 @@ def statement(
         free=free,
         taken=taken,
         fill="true" if fill_nulls else "win.old IS NOT NULL",
+        fingerprint=f", fp AS (\n    {fingerprint}\n)" if fingerprint else "",
+        writers=f", wr AS (\n    {writers}\n)" if writers else "",
     )

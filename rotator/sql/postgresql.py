@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
@@ -37,6 +38,7 @@ from rotator.sql import pgbatch
 from rotator.sql.base import (
     Builder,
     ConnectionUse,
+    Fingerprinting,
     Outcome,
     Split,
     Window,
@@ -44,6 +46,7 @@ from rotator.sql.base import (
     sizes_of,
     verify_names,
 )
+from rotator.sql.connections import SESSION_KEYS
 from rotator.sql.digests import DIGEST_BYTES, PROOF_HEX, PROOF_TABLE, Digests, stale_queries
 from rotator.sql.names import Names, column_of
 from rotator.sql.replication import CAN_READ_SQL, LAG_SQL
@@ -175,9 +178,25 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         server_side: bool = False,
         fill_nulls: bool = False,
         skip: bool = False,
+        fingerprints: Fingerprinting | None = None,
     ) -> str:
-        """The batch statement; ``skip``: its form that skips rows held elsewhere."""
+        """The batch statement; ``skip``: its form that skips rows held elsewhere;
+        ``fingerprints``: it also fingerprints the window's old values."""
         source = None if server_side else f"pg_temp.{_temp_table(_db_type(connection, target))}"
+        fingerprint = writers = None
+        if fingerprints is not None:
+            qn = connection.ops.quote_name
+            if not keys:
+                fingerprint = (
+                    f"INSERT INTO {qn(fingerprints.table)} (run_id, {qn('key')}, digest) "
+                    f"SELECT {int(fingerprints.run_id)}, win.k::text, {self._keyed('win.old')} "
+                    "FROM win"
+                )
+            writers = (
+                f"INSERT INTO {qn(fingerprints.writers)} (run_id, xid, top) "
+                f"SELECT DISTINCT {int(fingerprints.writer_run)}, x::text::bigint, txid_current() "
+                "FROM upd"
+            )
         return pgbatch.statement(
             connection,
             target,
@@ -186,6 +205,8 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             source=source,
             fill_nulls=fill_nulls,
             skip=skip,
+            fingerprint=fingerprint,
+            writers=writers,
         )
 
     # The session and the batch.
@@ -223,6 +244,13 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
                 _POOLED[alias] = _one(cur)[0] != raw.info.backend_pid
         return _POOLED[alias]
 
+    def session_tables(self, connection: BaseDatabaseWrapper) -> bool:
+        """Whether a batch's temporary tables may live for the session (made once, emptied
+        at each commit) rather than for its transaction (made and dropped every batch):
+        only on a connection of our own, neither a pooler's nor Django's pool's."""
+        options = connection.settings_dict.get("OPTIONS", {})
+        return not options.get("pool") and not self.pooled(connection)
+
     def guard_transaction(
         self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
     ) -> None:
@@ -253,13 +281,18 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         # these are not reserved.
         packed = tokens.packed is not None and native_uuid(target, connection)
         reserve = target.unique and not packed
-        # No parameters: one round trip. The table outlives only this transaction's
-        # rounds (rotate_keys), whose leftovers are deleted.
+        # No parameters: one round trip. On a connection of our own the table is made once
+        # and emptied at each commit; otherwise it is dropped at commit (nothing left on a
+        # pooled server connection). Either way a later round of this transaction
+        # (rotate_keys) finds the leftovers of an earlier one, deleted here.
+        on_commit = "DELETE ROWS" if self.session_tables(connection) else "DROP"
         cur.execute(
-            f"SELECT set_config('application_name', {local_name}, true);"
+            f"SELECT set_config('application_name', {local_name}, true),"
+            " set_config('client_min_messages', 'warning', true);"
             f" CREATE TEMP TABLE IF NOT EXISTS {_temp_table(db_type)}"
-            f" (token {db_type}{', h varchar(32)' if reserve else ''}) ON COMMIT DROP;"
-            # A later round of this transaction may reserve where the first did not.
+            f" (token {db_type}{', h varchar(32)' if reserve else ''}) ON COMMIT {on_commit};"
+            # Only where values are reserved: an unanalysed table's row estimate (which the
+            # batch's plan starts from) shrinks with the width of its columns.
             + (f" ALTER TABLE {table} ADD COLUMN IF NOT EXISTS h varchar(32);" if reserve else "")
             + f" DELETE FROM {table}"
         )
@@ -321,6 +354,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         window: Window,
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         params: dict[str, Any] = {"hi": window.hi, "limit": window.limit}
         lower = window.lo is not None
@@ -334,6 +368,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
                 server_side=tokens is None,
                 fill_nulls=fill_nulls,
                 skip=skip,
+                fingerprints=fingerprints,
             )
             for skip in (False, True)
         )
@@ -358,6 +393,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         keys: list[Any],
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         sql = self.sql(
             connection,
@@ -366,6 +402,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             keys=True,
             server_side=tokens is None,
             fill_nulls=fill_nulls,
+            fingerprints=fingerprints,
         )
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
             table = self._copy(cur, connection, target, tokens)
@@ -537,34 +574,80 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             f"count(*) FILTER (WHERE f.{n.key} IS NULL), "
             "count(*) FILTER (WHERE t.k IS NOT NULL AND t.c IS NULL) "
             f"FROM (SELECT {d.key_text} AS k, t.{n.col} AS c FROM {n.table} t) t "
-            f"FULL JOIN (SELECT {n.key} FROM {n.fp} WHERE run_id = {d.param}) f "
+            # DISTINCT: a run restarted with --restart fingerprints some rows twice.
+            f"FULL JOIN (SELECT DISTINCT {n.key} FROM {n.fp} WHERE run_id = {d.param}) f "
             f"ON f.{n.key} = t.k"
         )
         return {**stale_queries(d, n, stale_limit), "census": census}
 
     # The proof: the key by a one-row binary COPY, dropped at commit (nothing left behind).
 
-    insert_ignore = ("INSERT", " ON CONFLICT DO NOTHING")
+    fingerprints_in_batch = True
 
-    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-            # JIT (on by default on a stock server) compiled the small fingerprint INSERT of
-            # every batch anew; off for this transaction only.
-            cur.execute("SELECT set_config('jit', 'off', true)")
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {PROOF_TABLE} (k text) ON COMMIT DROP")
-            cur.execute(f"DELETE FROM pg_temp.{PROOF_TABLE}")
+    def load_proof_key(
+        self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False
+    ) -> None:
+        raw = connection.connection
+        held = hashlib.sha256(key.encode()).hexdigest()
+        session = batches and self.session_tables(connection)
+        if session and SESSION_KEYS.get(raw) == held:
+            return
+        SESSION_KEYS.forget(raw)
+        # Batches on a connection of our own keep the key for the session (one COPY per
+        # connection, not per batch); everything else drops it at commit.
+        table = (
+            f"CREATE TEMP TABLE {PROOF_TABLE} (k text)"
+            if session
+            else f"CREATE TEMP TABLE {PROOF_TABLE} (k text) ON COMMIT DROP"
+        )
+        with connection.wrap_database_errors, psycopg.Cursor(raw) as cur:
+            cur.execute(
+                # JIT (on by default on a stock server) compiled the small fingerprint
+                # INSERT of every batch anew; off for this transaction only.
+                "SELECT set_config('jit', 'off', true),"
+                " set_config('client_min_messages', 'warning', true);"
+                f" DROP TABLE IF EXISTS pg_temp.{PROOF_TABLE}; {table}"
+            )
             with cur.copy(f"COPY pg_temp.{PROOF_TABLE} (k) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types([_TEXT_OID])
                 copy.write_row((key,))
+        if session:
+            # Only once it is committed: a batch rolled back takes the table with it.
+            transaction.on_commit(lambda: SESSION_KEYS.set(raw, held), using=connection.alias)
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
-        col = Names.of(connection, target).col
+        return self._keyed(f"{alias}{Names.of(connection, target).col}")
+
+    def _keyed(self, value: str) -> str:
         # The key as an InitPlan (computed once): a join with the key table, whose size
         # the planner cannot know, once made it a nested loop over every pair of rows.
         key = f"(SELECT k FROM pg_temp.{PROOF_TABLE})"
-        hashed = f"sha256(convert_to({key} || {alias}{col}::text, 'UTF8'))"
+        hashed = f"sha256(convert_to({key} || {value}::text, 'UTF8'))"
         bits = PROOF_HEX * 4
         return f"('x' || substr(encode({hashed}, 'hex'), 1, {PROOF_HEX}))::bit({bits})::bigint"
+
+    def finish_check(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        fingerprints: str,
+        writers: str,
+        limit: int,
+    ) -> str | None:
+        n, qn = Names.of(connection, target), connection.ops.quote_name
+        # A row whose version one of the run's writers made holds the value that writer
+        # gave it: only the others are hashed (OFFSET 0: the xmin test comes first). When
+        # the run spans 2^31 transactions a 32-bit xmin may have come round: hash them all.
+        return (
+            f"WITH wr AS MATERIALIZED (SELECT xid, top FROM {qn(writers)} WHERE run_id = %s), "
+            "fresh AS (SELECT coalesce(txid_snapshot_xmax(txid_current_snapshot()) - min(top)"
+            " < 2147483648, false) AS ok FROM wr) "
+            f"SELECT t.{n.pk}::text FROM (SELECT {n.pk}, {n.col} FROM {n.table} AS t "
+            "WHERE NOT (SELECT ok FROM fresh) OR t.xmin::text::bigint NOT IN (SELECT xid FROM wr) "
+            f"OFFSET 0) AS t WHERE {self.proof_digest(connection, target, 't.')} IN "
+            f"(SELECT digest FROM {qn(fingerprints)} WHERE run_id = %s AND digest IS NOT NULL) "
+            f"ORDER BY t.{n.pk} LIMIT {int(limit)}"
+        )
 
     def window_bound(
         self, connection: BaseDatabaseWrapper, target: Target, text: str

@@ -15,7 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.faults import Fault, Kind
 from rotator.generators import Generator, Tokens
-from rotator.sql.base import Builder, Outcome, Split, Window, positions, sizes_of
+from rotator.sql.base import Builder, Fingerprinting, Outcome, Split, Window, positions, sizes_of
 from rotator.sql.digests import DIGEST_BYTES, Digests, keyed_digest, sha256_of, value_text
 from rotator.sql.names import Names
 from rotator.sql.revoke_sqlite import RevokeSQLite
@@ -99,6 +99,7 @@ class SQLiteBuilder(RevokeSQLite, Builder):
         window: Window,
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         if tokens is None:
             raise AssertionError("unreachable: supports() refuses server-side generators")
@@ -121,6 +122,7 @@ class SQLiteBuilder(RevokeSQLite, Builder):
         keys: list[Any],
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         if tokens is None:
             raise AssertionError("unreachable: supports() refuses server-side generators")
@@ -193,9 +195,9 @@ class SQLiteBuilder(RevokeSQLite, Builder):
 
     # The proof: the key lives in a Python function of this connection (no server log).
 
-    insert_ignore = ("INSERT OR IGNORE", "")
-
-    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
+    def load_proof_key(
+        self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False
+    ) -> None:
         connection.ensure_connection()
         field = target.field
 

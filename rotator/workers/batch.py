@@ -28,7 +28,7 @@ from rotator.generators import Generator, Tokens
 from rotator.models import Run, Shard
 from rotator.service.fingerprints import Proof
 from rotator.sql import Builder
-from rotator.sql.base import Outcome, Window
+from rotator.sql.base import Fingerprinting, Outcome, Window
 from rotator.store.claims import Lease, lease_end
 from rotator.target import Target
 
@@ -92,6 +92,13 @@ def tokens_for(job: Job, n: int) -> Tokens | None:
     return Tokens(len(values), values=values, source=tokens.source)
 
 
+def _writers(job: Job) -> Fingerprinting | None:
+    """Where a keys statement records its writers (the builders that record them)."""
+    if job.proof is None or not job.builder.fingerprints_in_batch:
+        return None
+    return job.proof.in_batch()
+
+
 def _check_run(job: Job) -> None:
     state, reason = (
         Run.objects.using(job.target.alias)
@@ -114,7 +121,12 @@ def _other_values(job: Job, lease: Lease, outcome: Outcome) -> tuple[int, list[A
         if not collided:
             break
         again = builder.rotate_keys(
-            connection, target, collided, tokens_for(job, len(collided)), job.fill_nulls
+            connection,
+            target,
+            collided,
+            tokens_for(job, len(collided)),
+            job.fill_nulls,
+            fingerprints=_writers(job),
         )
         rotated += again.rotated
         missed += again.missed
@@ -138,9 +150,10 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
     with transaction.atomic(using=target.alias):
         builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
         _check_run(job)
-        if job.proof is not None:
-            job.proof.write(builder, target, window)
-        outcome = builder.rotate(connection, target, window, tokens, job.fill_nulls)
+        fingerprints = job.proof.write(builder, target, window) if job.proof else None
+        outcome = builder.rotate(
+            connection, target, window, tokens, job.fill_nulls, fingerprints=fingerprints
+        )
         rotated, missed, collisions = _other_values(job, lease, outcome)
         kept = builder.count_present(connection, target, missed) if missed else 0
         done = outcome.seen < window.limit and outcome.held is None
@@ -195,7 +208,9 @@ def sweep_batch(job: Job, keys: list[str]) -> int:
         builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
         _check_run(job)
         tokens = tokens_for(job, len(keys))
-        outcome = builder.rotate_keys(connection, target, keys, tokens, job.fill_nulls)
+        outcome = builder.rotate_keys(
+            connection, target, keys, tokens, job.fill_nulls, fingerprints=_writers(job)
+        )
         rotated, _, _ = _other_values(job, _SWEEP, outcome)
     return rotated
 

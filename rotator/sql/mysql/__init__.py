@@ -18,6 +18,7 @@ numbers).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,7 +29,16 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from rotator.errors import RotatorError
 from rotator.faults import Fault
 from rotator.generators import Generator, Tokens
-from rotator.sql.base import Builder, ConnectionUse, Outcome, Split, Window, verify_names
+from rotator.sql.base import (
+    Builder,
+    ConnectionUse,
+    Fingerprinting,
+    Outcome,
+    Split,
+    Window,
+    verify_names,
+)
+from rotator.sql.connections import SESSION_KEYS
 from rotator.sql.digests import DIGEST_BYTES, PROOF_HEX, PROOF_TABLE, Digests
 from rotator.sql.mysql import batch, errors, leaked, liveness, plan
 from rotator.sql.mysql.batch import (
@@ -118,6 +128,7 @@ class MySQLBuilder(RevokeMySQL, Builder):
         window: Window,
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         n = BatchNames.of(connection, target)
         params = [self.key_param(target, window.hi), window.limit]
@@ -135,6 +146,7 @@ class MySQLBuilder(RevokeMySQL, Builder):
         keys: list[Any],
         tokens: Tokens | None,
         fill_nulls: bool,
+        fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         n = BatchNames.of(connection, target)
         params = [self.key_param(target, str(k)) for k in keys]
@@ -230,8 +242,14 @@ class MySQLBuilder(RevokeMySQL, Builder):
         # a NOT IN over the keys as text in a binary collation was not materialised and
         # took minutes per 100k rows.
         joined = f"FROM {n.fp} f {{}} JOIN {n.table} t ON t.{n.pk} = f.{n.key} WHERE f.run_id = %s"
-        queries["deleted"] = f"SELECT count(*) - count(t.{n.pk}) {joined.format('LEFT')}"
-        queries["born"] = f"SELECT (SELECT count(*) FROM {n.table}) - count(*) {joined.format('')}"
+        # Distinct keys: a run restarted with --restart fingerprints some rows twice.
+        queries["deleted"] = (
+            f"SELECT count(DISTINCT f.{n.key}) - count(DISTINCT t.{n.pk}) {joined.format('LEFT')}"
+        )
+        queries["born"] = (
+            f"SELECT (SELECT count(*) FROM {n.table}) - count(DISTINCT t.{n.pk}) "
+            f"{joined.format('')}"
+        )
         return queries
 
     # The server's connections.
@@ -268,12 +286,17 @@ class MySQLBuilder(RevokeMySQL, Builder):
 
     # The proof: the key by LOAD DATA from a pipe into a session temporary table.
 
-    insert_ignore = ("INSERT IGNORE", "")
-
-    def load_proof_key(self, connection: BaseDatabaseWrapper, target: Target, key: str) -> None:
+    def load_proof_key(
+        self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False
+    ) -> None:
+        raw = connection.connection
+        held = hashlib.sha256(key.encode()).hexdigest()
+        # A session table, outside transactions (MEMORY): loaded once per connection and key.
+        if SESSION_KEYS.get(raw) == held:
+            return
         with (
             connection.wrap_database_errors,
-            contextlib.closing(connection.connection.cursor()) as cur,
+            contextlib.closing(raw.cursor()) as cur,
         ):
             cur.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {PROOF_TABLE} (k VARBINARY(64)) "
@@ -285,6 +308,7 @@ class MySQLBuilder(RevokeMySQL, Builder):
                 lambda path: f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {PROOF_TABLE} (k)",
                 key.encode() + b"\n",
             )
+        SESSION_KEYS.set(raw, held)
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
         col = Names.of(connection, target).col
