@@ -142,11 +142,13 @@ class Fingerprint(models.Model):
     copy of the database alone cannot test guesses against it. ``--verify`` and the
     check that ends every run compare the table against these.
 
-    No unique index on (run, key): it was most of what fingerprints cost (each
-    batch probed it per row). A run fingerprints each row once (its batches are
-    exactly once); a run restarted with ``--restart`` adds the values it finds to
-    the proof it inherits, so a row may have two fingerprints there (the value
-    before the first run, and the one that run gave it): the checks treat the
+    No index but the primary key: a unique (run, key) index was most of what
+    fingerprints cost (each batch probed it per row), and even an index on the run
+    cost a fifth of them; every check reads all of a run's fingerprints anyway
+    (one scan of this table: purge old runs to keep it small). A run fingerprints
+    each row once (its batches are exactly once); a run restarted with
+    ``--restart`` adds the values it finds to the proof it inherits, so a row may
+    have two fingerprints there (its value before each run): the checks treat the
     fingerprints as a set, and --verify counts distinct keys.
     """
 
@@ -161,9 +163,6 @@ class Fingerprint(models.Model):
     digest = models.BigIntegerField(
         null=True, help_text="First 60 bits of sha256(run key || value as text); NULL for NULL."
     )
-
-    class Meta:
-        indexes = [models.Index(fields=["run"], name="rotator_fingerprint_run")]
 
     def __str__(self) -> str:
         return f"fingerprint of row {self.key} in run {self.run_id}"

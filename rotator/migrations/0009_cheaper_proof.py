@@ -1,8 +1,7 @@
 """A cheaper proof: fingerprints lose their unique (run, key) index; writers are kept.
 
 The unique index was probed for every fingerprinted row and made fingerprints
-cost +80% of a run; the checks read a run's fingerprints as a set, with a plain
-index on the run. ``Writer`` keeps the transactions that wrote a run's rows on
+cost +80% of a run; the checks read all of a run's fingerprints, as a set. ``Writer`` keeps the transactions that wrote a run's rows on
 PostgreSQL, so the check that finishes a run hashes only the rows written since.
 """
 
@@ -18,10 +17,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RemoveConstraint(model_name="fingerprint", name="rotator_fingerprint_run_key"),
-        migrations.AddIndex(
-            model_name="fingerprint",
-            index=models.Index(fields=["run"], name="rotator_fingerprint_run"),
-        ),
         migrations.CreateModel(
             name="Writer",
             fields=[

@@ -302,6 +302,9 @@ class Builder:
         ``batches``: for a worker's batches (it may stay loaded for the session)."""
         self.digests(connection, target)  # refuses a database that cannot hash
 
+    def end_session(self, connection: BaseDatabaseWrapper) -> None:
+        """A worker is done with ``connection``: drop what its session keeps of the run."""
+
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
         """SQL of the column's keyed fingerprint (a bigint; NULL for NULL)."""
         raise AssertionError("unreachable: digests() refuses this database")

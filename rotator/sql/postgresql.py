@@ -247,9 +247,17 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
     def session_tables(self, connection: BaseDatabaseWrapper) -> bool:
         """Whether a batch's temporary tables may live for the session (made once, emptied
         at each commit) rather than for its transaction (made and dropped every batch):
-        only on a connection of our own, neither a pooler's nor Django's pool's."""
-        options = connection.settings_dict.get("OPTIONS", {})
-        return not options.get("pool") and not self.pooled(connection)
+        on a server connection of our own (direct, or in Django's pool), not a pooler's."""
+        return not self.pooled(connection)
+
+    def end_session(self, connection: BaseDatabaseWrapper) -> None:
+        # The key must not stay in a session that Django's pool hands to its next user.
+        raw = connection.connection
+        if SESSION_KEYS.get(raw) is None:
+            return
+        SESSION_KEYS.forget(raw)
+        with connection.wrap_database_errors, psycopg.Cursor(raw) as cur:
+            cur.execute(f"DROP TABLE IF EXISTS pg_temp.{PROOF_TABLE}")
 
     def guard_transaction(
         self, connection: BaseDatabaseWrapper, lock_timeout: float, idle_timeout: float
@@ -590,7 +598,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         raw = connection.connection
         held = hashlib.sha256(key.encode()).hexdigest()
         session = batches and self.session_tables(connection)
-        if session and SESSION_KEYS.get(raw) == held:
+        if session and SESSION_KEYS.get(raw) == held and self._has_key_table(raw):
             return
         SESSION_KEYS.forget(raw)
         # Batches on a connection of our own keep the key for the session (one COPY per
@@ -614,6 +622,12 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         if session:
             # Only once it is committed: a batch rolled back takes the table with it.
             transaction.on_commit(lambda: SESSION_KEYS.set(raw, held), using=connection.alias)
+
+    def _has_key_table(self, raw: Any) -> bool:
+        # One cheap round trip: a pool's reset (DISCARD ALL) may have dropped it.
+        with psycopg.Cursor(raw) as cur:
+            cur.execute(f"SELECT to_regclass('pg_temp.{PROOF_TABLE}') IS NOT NULL")
+            return bool(_one(cur)[0])
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
         return self._keyed(f"{alias}{Names.of(connection, target).col}")

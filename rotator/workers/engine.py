@@ -116,6 +116,9 @@ def _close(session: Session, worker: int) -> None:
     # (behind a transaction pooler no lock was taken, and unlocking all would free
     # another client's locks on the shared server connection).
     with contextlib.suppress(Exception):
+        if connection.connection is not None:
+            session.job.builder.end_session(connection)
+    with contextlib.suppress(Exception):
         if connection.connection is not None and claims.uses_locks(session.job.builder, connection):
             session.job.builder.disown_all(connection)
     connection.close()
