@@ -126,6 +126,9 @@ def rotator(job: dict[str, Any]) -> tuple[int, str]:
             generator=job.get("generator"),
             verbosity=job.get("verbosity", 1),
             tty=tty,
+            # No application writes during a benchmark: the final check runs at once
+            # (the default --settle waits 30 s for saves of instances loaded earlier).
+            settle=0.0,
         ),
         OutputWrapper(io.StringIO()),
         OutputWrapper(err),

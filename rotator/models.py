@@ -133,6 +133,18 @@ class Shard(models.Model):
         return f"{self.owner_host} pid {self.owner_pid} worker {self.owner_worker}"
 
 
+def _rows_of_run(related_name: str) -> models.ForeignKey:
+    """The run of a proof row: many per run, read only with their run, deleted with it
+    (by Django: no database constraint, and no index of its own to keep up)."""
+    return models.ForeignKey(
+        Run,
+        on_delete=models.CASCADE,
+        related_name=related_name,
+        db_index=False,
+        db_constraint=False,
+    )
+
+
 class Fingerprint(models.Model):
     """A keyed fingerprint of one row's value before its run rotated it: never the value.
 
@@ -152,13 +164,7 @@ class Fingerprint(models.Model):
     fingerprints as a set, and --verify counts distinct keys.
     """
 
-    run = models.ForeignKey(
-        Run,
-        on_delete=models.CASCADE,
-        related_name="fingerprints",
-        db_index=False,
-        db_constraint=False,
-    )
+    run = _rows_of_run("fingerprints")
     key = models.CharField(max_length=255, help_text="Primary key, as text.")
     digest = models.BigIntegerField(
         null=True, help_text="First 60 bits of sha256(run key || value as text); NULL for NULL."
@@ -221,13 +227,7 @@ class Writer(models.Model):
     every row. ``--verify`` always hashes every row.
     """
 
-    run = models.ForeignKey(
-        Run,
-        on_delete=models.CASCADE,
-        related_name="writers",
-        db_index=False,
-        db_constraint=False,
-    )
+    run = _rows_of_run("writers")
     xid = models.BigIntegerField(help_text="The rows' xmin: the (sub)transaction's 32-bit id.")
     top = models.BigIntegerField(help_text="The top transaction's 64-bit id (txid_current()).")
 
