@@ -18,7 +18,7 @@ from rotator.models import Run, Shard
 from rotator.workers.batch import MAX_ROUNDS
 from tests.conftest import fill, run
 from tests.fieldapp.models import ConstrainedKey
-from tests.support import tokens
+from tests.support import rotate_directly, tokens
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -224,3 +224,32 @@ def test_a_column_unique_only_by_a_constraint_gets_other_values_when_taken(colli
     taken = "worker 0: shard 0: 3 new values were already taken; those rows got other values"
     assert lines.count(taken) == 1, err
     assert "batch rolled back" not in err, err
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_uuid4_already_taken_fails_its_batch_which_runs_again(monkeypatch):
+    """uuid4 batches do not probe the unique index (122 random bits: a value already taken
+    is as likely as two workers drawing one); should one be, the UPDATE's unique index
+    refuses it and the batch runs again with other values: every row rotated once."""
+    from rotator import generators
+
+    fill(300)
+    before = tokens()
+    taken = sorted(before.values())[0].bytes
+    draws = []
+    real = generators.packed_uuid4
+
+    def once_taken(n: int) -> bytes:
+        drawn = real(n)
+        draws.append(n)
+        return taken + drawn[16:] if len(draws) == 1 else drawn
+
+    monkeypatch.setattr(generators, "packed_uuid4", once_taken)
+    report, _, _ = rotate_directly(workers=1, batch_size=100, verbosity=0)
+    assert report.finished
+    after = tokens()
+    assert set(after) == set(before)
+    assert all(after[pk] != before[pk] for pk in before)
+    assert len(set(after.values())) == len(after)
+    assert len(draws) > 3  # the refused batch drew again

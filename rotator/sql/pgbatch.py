@@ -143,6 +143,7 @@ def statement(
     skip: bool,
     fingerprint: str | None = None,
     writers: str | None = None,
+    probe: bool = True,
 ) -> str:
     """The batch statement; ``source`` None: new values made by the server;
     ``fingerprint``: an INSERT reading ``win`` (the window's rows and old values),
@@ -154,7 +155,7 @@ def statement(
     # Is the new value taken? One probe of the unique index per value: LATERAL with
     # LIMIT keeps the planner from hashing the whole table instead.
     free, taken = "true", ""
-    if target.unique:
+    if target.unique and probe:
         free = "taken.hit IS NULL"
         taken = (
             f"\n    LEFT JOIN LATERAL (SELECT 1 AS hit FROM {n.table} AS x"
