@@ -196,8 +196,9 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
                 )
             writers = (
                 f"INSERT INTO {qn(fingerprints.writers)} (run_id, xid, top) "
-                f"SELECT DISTINCT {int(fingerprints.writer_run)}, x::text::bigint, txid_current() "
-                "FROM upd"
+                # GROUP BY, not DISTINCT: a hash of one or two xids, not a sort of every row.
+                f"SELECT {int(fingerprints.writer_run)}, x::text::bigint, txid_current() "
+                "FROM upd GROUP BY 2"
             )
         return pgbatch.statement(
             connection,
