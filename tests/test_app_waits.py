@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -213,11 +214,16 @@ def test_on_mariadb_a_batch_waits_on_the_first_row_alone_and_names_its_holder():
         finally:
             other.close()
         assert builder.blockers(connection, [waiting["id"]]) == {waiting["id"]: [app.thread_id()]}
+        # The application's own new value for the row it holds is the application's.
+        mine = uuid.uuid4()
+        sql = f"UPDATE {TABLE} SET token = %s WHERE id = %s"
+        live_mysql.execute(app, sql, [str(mine), ids[0]])
         app.commit()
         worker.join()
     finally:
         app.close()
     assert worker.result.held is None
-    assert worker.result.rotated == 10
+    assert (worker.result.rotated, worker.result.missed) == (9, [str(ids[0])])
     after = _tokens()
-    assert all(after[pk] != before[pk] for pk in ids)
+    assert after[ids[0]] == mine
+    assert all(after[pk] != before[pk] for pk in ids[1:])
