@@ -1,6 +1,7 @@
 """The application beside a rotation: fixed-rate single-row statements in a few threads.
 
-Each thread has its own psycopg connection (autocommit) and its own schedule:
+Each thread has its own connection (autocommit; psycopg, or MySQLdb on MariaDB/MySQL,
+never Django's) and its own schedule:
 statement k is due at start + k * interval. Latency is measured from when a
 statement was due, not from when it was sent, so a thread held up by a lock
 does not hide the statements it could not send meanwhile (no coordinated
@@ -14,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -43,6 +45,57 @@ def conninfo() -> dict[str, object]:
     return {k: params[k] for k in keys if params.get(k) not in (None, "")}
 
 
+def _mysql() -> bool:
+    from django.db import connections
+
+    return connections["default"].vendor == "mysql"
+
+
+def connect() -> Any:
+    """A new autocommit session of the application's own on the bench database."""
+    from django.db import connections
+
+    if _mysql():
+        import MySQLdb
+
+        conn = MySQLdb.connect(**connections["default"].get_connection_params())
+        conn.autocommit(True)
+        return conn
+    import psycopg
+
+    return psycopg.connect(autocommit=True, **conninfo())
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    if _mysql():
+        import MySQLdb
+
+        return (MySQLdb.Error,)
+    import psycopg
+
+    return (psycopg.Error,)
+
+
+def execute(conn: Any, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Run one statement (placeholders ``%s`` on both drivers); its rows, if any."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, params)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        cur.close()
+
+
+def broken(conn: Any) -> bool:
+    if hasattr(conn, "broken"):  # psycopg
+        return bool(conn.broken)
+    try:
+        conn.ping()
+    except Exception:  # MySQLdb: the session is gone
+        return True
+    return False
+
+
 class Application:
     """``threads`` threads issuing ``rate`` statements/s in total until stopped; with
     ``holds``, as many more threads that each keep one random row locked for
@@ -67,20 +120,22 @@ class Application:
         self._started = 0.0
 
     def _hold(self, n: int) -> None:
-        import psycopg
-
         rng = random.Random(1000 + n)
-        with psycopg.connect(autocommit=True, **conninfo()) as conn:
+        conn = connect()
+        try:
             while not self._stop.is_set():
                 pk = rng.randint(1, self.high)
                 with self._lock:
                     self._holding.add(pk)
                     self.held += 1
-                with conn.transaction():
-                    conn.execute("SELECT 1 FROM tickets_ticket WHERE id = %s FOR UPDATE", [pk])
-                    self._stop.wait(self.hold_seconds)
+                execute(conn, "BEGIN")
+                execute(conn, "SELECT 1 FROM tickets_ticket WHERE id = %s FOR UPDATE", [pk])
+                self._stop.wait(self.hold_seconds)
+                execute(conn, "COMMIT")
                 with self._lock:
                     self._holding.discard(pk)
+        finally:
+            conn.close()
 
     def _pick(self, rng: random.Random) -> int:
         while True:
@@ -102,10 +157,9 @@ class Application:
         self.samples.seconds = time.perf_counter() - self._started
 
     def _run(self, n: int) -> None:
-        import psycopg
-
         rng = random.Random(n)
-        conn = psycopg.connect(autocommit=True, **conninfo())
+        errors = driver_errors()
+        conn = connect()
         # Threads start staggered so that their statements interleave evenly.
         due = time.perf_counter() + self.interval * n / len(self._threads)
         while not self._stop.is_set():
@@ -115,22 +169,23 @@ class Application:
             sent = time.perf_counter()
             try:
                 if kind == "update":
-                    conn.execute(
+                    execute(
+                        conn,
                         "UPDATE tickets_ticket SET subject = %s WHERE id = %s",
                         [f"seen {rng.getrandbits(32):08x}", pk],
                     )
                 else:
-                    conn.execute(
-                        "SELECT id, subject, token FROM tickets_ticket WHERE id = %s", [pk]
-                    ).fetchone()
+                    execute(
+                        conn, "SELECT id, subject, token FROM tickets_ticket WHERE id = %s", [pk]
+                    )
                 end = time.perf_counter()
                 with self._lock:
                     self.samples.latency[kind].append(end - due)
                     self.samples.service[kind].append(end - sent)
-            except psycopg.Error as exc:
+            except errors as exc:
                 with self._lock:
                     self.samples.errors[type(exc).__name__] += 1
-                if conn.broken:
-                    conn = psycopg.connect(autocommit=True, **conninfo())
+                if broken(conn):
+                    conn = connect()
             due += self.interval
         conn.close()

@@ -19,8 +19,11 @@ _MAINTENANCE = {"postgresql": "postgres", "mysql": "mysql"}
 
 
 def bench_name() -> str:
-    """The database the benchmark creates and drops: DATABASE_URL's own when its name ends
-    in ``_bench`` (engineers sharing one server each keep theirs), else rotator_bench."""
+    """The database the benchmark creates and drops: ROTATOR_BENCH_DB if set, else
+    DATABASE_URL's own when its name ends in ``_bench`` (engineers sharing one server
+    each keep theirs), else rotator_bench."""
+    if named := os.environ.get("ROTATOR_BENCH_DB"):
+        return named
     url = os.environ.get("DATABASE_URL", "")
     name = urlsplit(url).path.lstrip("/") if url.startswith(("postgres", "mysql")) else ""
     return name if name.endswith("_bench") and "/" not in name else DEFAULT_NAME

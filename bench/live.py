@@ -9,8 +9,9 @@ column and SELECTs of random tickets, through psycopg, in T threads) alone,
 then during a rotation (``manage.py regenerate_token_async --workers W`` in a
 child process); the rotation also runs alone. It prints the application's
 p50/p99/max latency and errors for both, and the rotation's rows/s under load
-against quiet, on the benchmark's own database (``rotator_bench``, or
-DATABASE_URL's own when its name ends in ``_bench``). With ``--holds`` (default 1)
+against quiet, on the benchmark's own database (``rotator_bench``, ROTATOR_BENCH_DB,
+or DATABASE_URL's own when its name ends in ``_bench``), on PostgreSQL or
+MariaDB/MySQL (the application through MySQLdb there). With ``--holds`` (default 1)
 the application also keeps random rows locked during the rotation, longer than
 the rotator's lock timeout.
 
@@ -102,6 +103,16 @@ class Rotation:
 
 
 def database_url() -> str:
+    from django.db import connections
+
+    connection = connections["default"]
+    if connection.vendor == "mysql":
+        params = connection.get_connection_params()
+        auth = quote(str(params.get("user") or "root"), safe="")
+        if password := params.get("password") or params.get("passwd"):
+            auth += ":" + quote(str(password), safe="")
+        host = quote(str(params.get("host") or "127.0.0.1"), safe="")
+        return f"mysql://{auth}@{host}:{params.get('port') or 3306}/{params['database']}"
     info = conninfo()
     host = quote(str(info.get("host") or "localhost"), safe="")
     auth = quote(str(info.get("user") or "postgres"), safe="")
@@ -213,7 +224,7 @@ def report(
             "## rotator benchmark: live impact",
             "",
             f"- Command: `{command}`",
-            f"- PostgreSQL {server.version}, {server.where}; {os.cpu_count()} CPUs",
+            f"- {server.version}, {server.where}; {os.cpu_count()} CPUs",
             f"- {args.rows:,} rows; rotator `--workers {args.workers}"
             + (f" --batch-size {args.batch_size}" if args.batch_size else "")
             + "` (lock timeout "

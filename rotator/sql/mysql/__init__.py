@@ -131,13 +131,19 @@ class MySQLBuilder(RevokeMySQL, Builder):
         fingerprints: Fingerprinting | None = None,
     ) -> Outcome:
         n = BatchNames.of(connection, target)
-        params = [self.key_param(target, window.hi), window.limit]
-        if window.lo is not None:
-            params.insert(0, self.key_param(target, window.lo))
+        lower = [] if window.lo is None else [self.key_param(target, window.lo)]
+        params = [*lower, self.key_param(target, window.hi), window.limit]
         value = batch.value_sql(connection, target, tokens)
         sql = window_sql(n, lower=window.lo is not None, value=value)
         values = self._values(connection, target, tokens)
-        return batch.run_batch(connection, target, (sql, params), values, fill_nulls)
+        lock = batch.Lock(
+            first=(batch.first_sql(n, lower=bool(lower)), params[:-1]),
+            rest=(
+                batch.lock_sql(n, lower=bool(lower)),
+                lambda last: [*lower, self.key_param(target, last), window.limit],
+            ),
+        )
+        return batch.run_batch(connection, target, (sql, params), values, fill_nulls, lock)
 
     def rotate_keys(
         self,

@@ -8,6 +8,16 @@ the window table, a plain read at READ COMMITTED that locks nothing; then one
 value the window saw: a value the application changed meanwhile is the
 application's (it is reported as kept), a deleted row as vanished. The
 window, not the rows updated, says whether the shard is done.
+
+Row locks the application holds: between the copy and the UPDATE the batch
+waits (up to ``innodb_lock_wait_timeout``, the lock timeout) for the window's
+first row alone, holding no other row (``first_sql``), then locks the rest of
+the window without waiting (``FOR UPDATE SKIP LOCKED``, ``lock_sql``) and ends
+the window before the first row it could not lock (``Outcome.held``: held
+elsewhere, or deleted meanwhile); the next batch starts there, and waits on
+it first. The UPDATE then meets only rows the batch holds, so a batch never
+waits on the application while holding other rows, and the cursor never
+passes a row that was not rotated.
 """
 
 from __future__ import annotations
@@ -107,7 +117,8 @@ def create_sql(n: BatchNames, engine: str) -> list[str]:
     return [
         f"SET SESSION max_heap_table_size = GREATEST(@@max_heap_table_size, {HEAP_BYTES})",
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {n.window} (rn INT UNSIGNED NOT NULL DEFAULT 0, "
-        f"taken BOOL NOT NULL DEFAULT 0, PRIMARY KEY (rn), KEY (k)) ENGINE={engine} "
+        f"taken BOOL NOT NULL DEFAULT 0, mine BOOL NOT NULL DEFAULT 0, PRIMARY KEY (rn), "
+        f"KEY (k)) ENGINE={engine} "
         f"SELECT {n.pk} AS k, {n.col} AS old, IF(FALSE, {n.col}, NULL) AS new "
         f"FROM {n.table} LIMIT 0",
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {n.values} (rn INT UNSIGNED NOT NULL DEFAULT 0, "
@@ -137,6 +148,30 @@ def summary_sql(n: BatchNames) -> str:
     return f"SELECT COUNT(*), CAST(MAX(k) AS CHAR), COUNT(*) - COUNT(old) FROM {n.window}"
 
 
+def first_sql(n: BatchNames, *, lower: bool) -> str:
+    """Lock the window's first row: the one lock wait of a batch, holding no other row
+    (the first row of the window's range: one the application deleted is skipped)."""
+    where = f"{n.pk} > %s AND {n.pk} <= %s" if lower else f"{n.pk} <= %s"
+    return f"SELECT 1 FROM {n.table} WHERE {where} ORDER BY {n.pk} LIMIT 1 FOR UPDATE"
+
+
+def lock_sql(n: BatchNames, *, lower: bool) -> str:
+    """Lock the window's rows no one else holds, without waiting for the others, and
+    mark them ``mine``. The range is the window's (up to its last key, a parameter: the
+    window table may be named once a statement on MySQL); LIMIT keeps the locking read
+    a derived table of its own, never merged into the UPDATE."""
+    where = f"{n.pk} > %s AND {n.pk} <= %s" if lower else f"{n.pk} <= %s"
+    return (
+        f"UPDATE {n.window} AS w JOIN (SELECT {n.pk} AS k FROM {n.table} WHERE {where} "
+        f"ORDER BY {n.pk} LIMIT %s FOR UPDATE SKIP LOCKED) AS x ON x.k = w.k SET w.mine = 1"
+    )
+
+
+def held_sql(n: BatchNames) -> str:
+    """The window's first row the batch could not lock, as (rn, key)."""
+    return f"SELECT rn, CAST(k AS CHAR) FROM {n.window} WHERE NOT mine ORDER BY rn LIMIT 1"
+
+
 def _fill(fill_nulls: bool) -> str:
     return "" if fill_nulls else " AND w.old IS NOT NULL"
 
@@ -153,8 +188,11 @@ def pair_sql(n: BatchNames, unique: bool) -> str:
 
 def update_sql(n: BatchNames, fill_nulls: bool) -> str:
     # A row's value is replaced only if it is still what the window saw (<=>: NULL-safe).
+    # The window drives (STRAIGHT_JOIN): the UPDATE reads, so locks, only the window's
+    # rows, all held by the batch already; a scan of the table would wait on other rows.
     return (
-        f"UPDATE {n.table} AS t JOIN {n.window} AS w ON t.{n.pk} = w.k SET t.{n.col} = w.new "
+        f"UPDATE {n.window} AS w STRAIGHT_JOIN {n.table} AS t ON t.{n.pk} = w.k "
+        f"SET t.{n.col} = w.new "
         f"WHERE NOT w.taken AND t.{n.col} <=> w.old{_fill(fill_nulls)}"
     )
 
@@ -182,6 +220,11 @@ def describe(connection: BaseDatabaseWrapper, target: Target, gen: Generator) ->
     n = BatchNames.of(connection, target)
     value = value_sql(connection, target, gen)
     lines = [f"DELETE FROM {n.window}", window_sql(n, lower=True, value=value), summary_sql(n)]
+    lines += [
+        first_sql(n, lower=True) + "  -- the batch's one lock wait",
+        lock_sql(n, lower=True),
+        held_sql(n) + "  -- then DELETE the window from that row on",
+    ]
     if value is None:
         lines += [
             f"DELETE FROM {n.values}",
@@ -192,15 +235,47 @@ def describe(connection: BaseDatabaseWrapper, target: Target, gen: Generator) ->
     return ";\n".join(lines) + ";"
 
 
+@dataclass(frozen=True)
+class Lock:
+    """How a batch locks its window: ``first`` (SQL, parameters) waits for its first row;
+    ``rest`` locks the others without waiting (SQL, parameters for the window's last key)."""
+
+    first: tuple[str, list[Any]]
+    rest: tuple[str, Callable[[str], list[Any]]]
+
+
+def _summary(cur: Any, n: BatchNames) -> tuple[int, str | None, int]:
+    cur.execute(summary_sql(n))
+    seen, last, nulls = cur.fetchone()
+    return int(seen), last, int(nulls or 0)
+
+
+def _lock_window(cur: Any, n: BatchNames, lock: Lock, last: str) -> str | None:
+    """Wait for the window's first row alone, lock the others without waiting, and end
+    the window before the first row not locked; return that row's key (None: all locked)."""
+    cur.execute(*lock.first)
+    cur.fetchall()
+    cur.execute(lock.rest[0], lock.rest[1](last))
+    cur.execute(held_sql(n))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    rn, held = row
+    cur.execute(f"DELETE FROM {n.window} WHERE rn >= %s", [rn])
+    return str(held)
+
+
 def run_batch(
     connection: BaseDatabaseWrapper,
     target: Target,
     window: tuple[str, list[Any]],
     values: Callable[[], list[Any]] | None,
     fill_nulls: bool,
+    lock: Lock | None = None,
 ) -> Outcome:
-    """Copy ``window`` (SQL, parameters), pair it with ``values`` (None: the server made
-    them), then update the rows that still hold what the window saw."""
+    """Copy ``window`` (SQL, parameters), lock its rows (``lock``; None: keys this
+    transaction holds already), pair it with ``values`` (None: the server made them),
+    then update the rows that still hold what the window saw."""
     n = BatchNames.of(connection, target)
     with (
         connection.wrap_database_errors,
@@ -208,10 +283,14 @@ def run_batch(
     ):
         cur.execute(f"DELETE FROM {n.window}")
         cur.execute(*window)
-        cur.execute(summary_sql(n))
-        seen, last, nulls = cur.fetchone()
+        seen, last, nulls = _summary(cur, n)
+        held = None
+        if seen and lock is not None and last is not None:
+            held = _lock_window(cur, n, lock, last)
+            if held is not None:
+                seen, last, nulls = _summary(cur, n)
         if not seen:
-            return Outcome()
+            return Outcome(held=held)
         if values is not None:
             load_values(cur, target, n.values, values())
             # target.unique, not field.unique: unique_together and UniqueConstraint too.
@@ -220,8 +299,8 @@ def run_batch(
         rotated = cur.rowcount
         collided: list[Any] = []
         missed: list[Any] = []
-        if rotated < seen - (0 if fill_nulls else int(nulls)):
+        if rotated < seen - (0 if fill_nulls else nulls):
             cur.execute(leftovers_sql(n, fill_nulls))
             for key, taken in cur.fetchall():
                 (collided if taken else missed).append(key)
-    return Outcome(int(seen), last, rotated, int(nulls), collided, missed)
+    return Outcome(seen, last, rotated, nulls, collided, missed, held)
