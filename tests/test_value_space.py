@@ -110,7 +110,9 @@ def test_the_sample_rarely_misjudges_a_value_space_near_the_table():
     rows, k = 10_000, sample_size(10_000)
 
     def refused(space: int) -> int:
-        return sum(judge([rng.randrange(space) for _ in range(k)], rows).too_small for _ in range(200))
+        return sum(
+            judge([rng.randrange(space) for _ in range(k)], rows).too_small for _ in range(200)
+        )
 
     assert refused(rows // 2) >= 195  # half the rows: refused nearly always
     assert refused(rows * 3) <= 2  # three times the rows: accepted nearly always
