@@ -2,7 +2,9 @@
 
 Progress goes to stderr, like a rotation's: on a terminal one line redrawn in
 place ("Checking ...: step 2/3, comparing the values with the fingerprints,
-0:04"), otherwise a plain line per step; nothing at verbosity 0.
+0:04, about 0:09 left"), otherwise a plain line per step; nothing at verbosity
+0. The time left is this check's own pace so far, spread by each step's usual
+share of a check (``verification.STEP_WEIGHTS``): an estimate.
 
 SIGINT and SIGTERM stop the check: the statement running is cancelled on the
 server and the command exits with 130 or 143 and one line. A check only reads,
@@ -33,7 +35,7 @@ class CheckProgress:
         self.err, self.label, self.verbosity, self.tty = err, label, verbosity, tty
         self._drawn = False
 
-    def check_step(self, done: int, steps: int, running: str, seconds: float) -> None:
+    def check_step(self, done: int, steps: int, running: str, seconds: float, share: float) -> None:
         if self.verbosity < 1:
             return
         if done == steps:
@@ -43,8 +45,11 @@ class CheckProgress:
                 write(self.err, f"Checked {self.label} in {format_duration(seconds)}.")
             self._drawn = False
             return
+        # The time left: this check's own pace, by each step's usual share of the check.
+        left = f", about {format_duration(seconds * (1 - share) / share)} left" if share else ""
         text = (
-            f"Checking {self.label}: step {done + 1}/{steps}, {running}, {format_duration(seconds)}"
+            f"Checking {self.label}: step {done + 1}/{steps}, {running}, "
+            f"{format_duration(seconds)}{left}"
         )
         if self.tty:
             write(self.err, "\r" + text + ERASE_LINE, ending="")

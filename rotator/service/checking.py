@@ -29,13 +29,14 @@ RETRY_SECONDS = 0.5
 
 
 class CheckEvents(Protocol):
-    def check_step(self, done: int, steps: int, running: str, seconds: float) -> None:
-        """``done`` of the check's ``steps`` are done, ``seconds`` after it began; ``running``
-        says what it does now ("" when ``done == steps``: the check is over)."""
+    def check_step(self, done: int, steps: int, running: str, seconds: float, share: float) -> None:
+        """``done`` of the check's ``steps`` are done, ``seconds`` after it began, about
+        ``share`` (0..1) of its work; ``running`` says what it does now ("" when
+        ``done == steps``: the check is over)."""
 
 
 class NoCheckEvents:
-    def check_step(self, done: int, steps: int, running: str, seconds: float) -> None:
+    def check_step(self, done: int, steps: int, running: str, seconds: float, share: float) -> None:
         pass
 
 

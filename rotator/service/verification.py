@@ -60,6 +60,10 @@ def last_run(target: Target) -> Run:
     return run
 
 
+#: Each statement's share of the check's time, for the estimate of the time left:
+#: measured with 1M rows on PostgreSQL (census 0.23 s, stale 0.58 s, duplicates 0.94 s).
+#: Statements not listed (where there is no census) weigh 1 each.
+STEP_WEIGHTS = {"census": 1.0, "stale": 2.5, "duplicates": 4.0, "stale_keys": 2.5}
 #: What each statement of the check is called in its progress.
 STEP_NAMES = {
     "census": "counting rows and fingerprints",
@@ -125,9 +129,17 @@ def _count(
     counts: dict[str, int] = {}
     proof_id = proof_run_id(run)
     steps = ["census", "stale", "duplicates"] if "census" in queries else list(ORDER)
-    total = len(steps) + (1 if keys else 0)
+    names = steps + (["stale_keys"] if keys else [])
+    total = len(names)
+    weights = [STEP_WEIGHTS.get(n, 1.0) if "census" in queries else 1.0 for n in names]
     started = time.monotonic()
-    events.check_step(0, total, _step_name(steps[0]), 0.0)
+
+    def step(done: int) -> None:
+        share = sum(weights[:done]) / sum(weights)
+        running = _step_name(names[done]) if done < total else ""
+        events.check_step(done, total, running, time.monotonic() - started, share)
+
+    step(0)
     stopper.checkpoint(what)
     builder.analyze_fingerprints(connection, table_name())
     stale_keys: list[str] = []
@@ -136,7 +148,7 @@ def _count(
             builder.load_proof_key(connection, target, proof.key)
         for done, name in enumerate(steps):
             if done:
-                events.check_step(done, total, _step_name(name), time.monotonic() - started)
+                step(done)
             stopper.checkpoint(what)
             if name == "census":
                 cursor.execute(queries["census"], [proof_id])
@@ -145,14 +157,12 @@ def _count(
                 cursor.execute(queries[name], params.get(name, [proof_id]))
                 counts[name] = int(cursor.fetchone()[0])
         if keys:
-            events.check_step(
-                len(steps), total, _step_name("stale_keys"), time.monotonic() - started
-            )
+            step(len(steps))
             stopper.checkpoint(what)
             if counts["stale"]:
                 cursor.execute(queries["stale_keys"], [proof_id])
                 stale_keys = [str(target.key_from_text(str(k))) for (k,) in cursor.fetchall()]
-    events.check_step(total, total, "", time.monotonic() - started)
+    step(total)
     return counts, stale_keys
 
 
