@@ -63,3 +63,14 @@ def test_a_stopped_check_raises_interrupted_with_the_stoppers_status():
         "Interrupted by SIGTERM: --verify of tickets.Ticket.token stopped; nothing was changed"
     )
     assert tokens() == before
+
+
+def test_the_check_that_ends_a_run_shows_on_a_terminal_only():
+    fill(100)
+    _, err = run("regenerate_token_async", tty=True)
+    assert (
+        "\rChecking tickets.Ticket.token: step 1/1, comparing the table with the run's "
+        "fingerprints, 0:00\x1b[K"
+    ) in err, repr(err)
+    _, plain = run("regenerate_token_async", "--restart", "--yes")
+    assert "Checking" not in plain and "Checked" not in plain

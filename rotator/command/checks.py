@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -27,36 +28,75 @@ from rotator.command.interrupts import HARD_EXIT_AFTER, STATUSES
 from rotator.service.checking import CheckStopper
 from rotator.text import format_duration
 
+#: How often the terminal's line is redrawn while a statement runs.
+TICK_SECONDS = 1.0
+
 
 class CheckProgress:
-    """The service's CheckEvents, shown on ``err``."""
+    """The service's CheckEvents, shown on ``err``; ``plain`` False: on a terminal only."""
 
-    def __init__(self, err: Stream, label: str, verbosity: int, tty: bool) -> None:
-        self.err, self.label, self.verbosity, self.tty = err, label, verbosity, tty
-        self._drawn = False
+    def __init__(
+        self, err: Stream, label: str, verbosity: int, tty: bool, plain: bool = True
+    ) -> None:
+        self.err, self.label, self.tty = err, label, tty
+        self.shown = verbosity >= 1 and (tty or plain)
+        self._lock = threading.Lock()
+        self._line: tuple[int, int, str, float, float] | None = None
+        self._began = 0.0
+        self._ticker: threading.Thread | None = None
 
     def check_step(self, done: int, steps: int, running: str, seconds: float, share: float) -> None:
-        if self.verbosity < 1:
+        if not self.shown:
             return
-        if done == steps:
-            if self._drawn:
-                write(self.err, "\r" + ERASE_LINE, ending="")
-            if not self.tty:
-                write(self.err, f"Checked {self.label} in {format_duration(seconds)}.")
-            self._drawn = False
-            return
+        with self._lock:
+            if done == 0:
+                self._began = time.monotonic() - seconds
+            self._line = (done, steps, running, seconds, share) if done < steps else None
+            if self._line is None:
+                if self.tty:
+                    write(self.err, "\r" + ERASE_LINE, ending="")
+                else:
+                    write(self.err, f"Checked {self.label} in {format_duration(seconds)}.")
+                return
+            self._draw()
+        if self.tty and self._ticker is None:
+            self._ticker = threading.Thread(
+                target=self._tick, name="rotator-check-bar", daemon=True
+            )
+            self._ticker.start()
+
+    def _text(self, now: float) -> str:
+        if self._line is None:
+            raise AssertionError("unreachable: drawn only while a step runs")
+        done, steps, running, at, share = self._line
         # The time left: this check's own pace, by each step's usual share of the check.
-        left = f", about {format_duration(seconds * (1 - share) / share)} left" if share else ""
-        text = (
+        left = ""
+        if share:
+            left = f", about {format_duration(max(0.0, at / share - now))} left"
+        return (
             f"Checking {self.label}: step {done + 1}/{steps}, {running}, "
-            f"{format_duration(seconds)}{left}"
+            f"{format_duration(now)}{left}"
         )
+
+    def _draw(self) -> None:
+        if self._line is None:
+            return
         if self.tty:
-            write(self.err, "\r" + text + ERASE_LINE, ending="")
+            now = time.monotonic() - self._began
+            write(self.err, "\r" + self._text(now) + ERASE_LINE, ending="")
             self.err.flush()
-            self._drawn = True
         else:
-            write(self.err, text)
+            write(self.err, self._text(self._line[3]))
+
+    def _tick(self) -> None:
+        """Redraw the terminal's line every second: one statement may take minutes."""
+        while True:
+            time.sleep(TICK_SECONDS)
+            with self._lock:
+                if self._line is None:
+                    self._ticker = None
+                    return
+                self._draw()
 
 
 def _hard_exit(status: int, line: str) -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -28,6 +28,7 @@ from rotator.sql.base import Builder
 RETRY_SECONDS = 0.5
 
 
+@runtime_checkable
 class CheckEvents(Protocol):
     def check_step(self, done: int, steps: int, running: str, seconds: float, share: float) -> None:
         """``done`` of the check's ``steps`` are done, ``seconds`` after it began, about
