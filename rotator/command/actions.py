@@ -99,8 +99,13 @@ def _verify(
     progress = CheckProgress(err, target.label, verbosity if err is not None else 0, tty)
     stopper = CheckStopper()
     what = f"--verify of {target.label} stopped; nothing was changed"
-    with stopped_by_signals(stopper, what):
-        result = verification.verify(target, keys=verbosity >= 2, events=progress, stopper=stopper)
+    try:
+        with stopped_by_signals(stopper, what):
+            result = verification.verify(
+                target, keys=verbosity >= 2, events=progress, stopper=stopper
+            )
+    finally:
+        progress.close()
     if verbosity >= 1 or not result.ok:
         for line in verification.report(result, target):
             out.write(line)

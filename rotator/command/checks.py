@@ -65,6 +65,13 @@ class CheckProgress:
             )
             self._ticker.start()
 
+    def close(self) -> None:
+        """After a check that ended early (an error, a signal): erase its line, if drawn."""
+        with self._lock:
+            if self._line is not None and self.tty:
+                write(self.err, "\r" + ERASE_LINE, ending="")
+            self._line = None
+
     def _text(self, now: float) -> str:
         if self._line is None:
             raise AssertionError("unreachable: drawn only while a step runs")

@@ -97,8 +97,10 @@ def finish_verified(
         # Statistics once: the fingerprint table was empty when the run began.
         began = time.monotonic()
         events.check_step(0, 1, CHECKING, 0.0, 0.0)
-        keys = stale_keys(target, run, analyze=not (sweeps or waited))
-        events.check_step(1, 1, "", time.monotonic() - began, 1.0)
+        try:
+            keys = stale_keys(target, run, analyze=not (sweeps or waited))
+        finally:
+            events.check_step(1, 1, "", time.monotonic() - began, 1.0)
         if keys:
             if sweeps == MAX_SWEEPS:
                 raise _unverified(target, run, len(keys), sweeps)
