@@ -40,7 +40,7 @@ SUMMARY = re.compile(
 )
 ERASE = "\x1b[K"
 #: The check that ends a run draws its own line after the bar (tests/test_verify_progress.py).
-CHECK = re.compile(rf"^Checking {LABEL}: step \d+/\d+, ")
+CHECK = re.compile(rf"^Checking {LABEL}: ")
 
 
 def frames(err: str) -> list[re.Match]:

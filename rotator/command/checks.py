@@ -1,9 +1,9 @@
 """What the command shows of a check of the table (``--verify``), and Ctrl-C during it.
 
 Progress goes to stderr, like a rotation's: on a terminal one line redrawn in
-place ("Checking ...: step 2/3, comparing the values with the fingerprints,
-0:04, about 0:09 left"), otherwise a plain line per step; nothing at verbosity
-0. The time left is this check's own pace so far, spread by each step's usual
+place, never wider than the terminal ("Checking tickets.Ticket.token: step
+2/3, comparing values, 0:04, 0:09 left"), otherwise a plain line per step;
+nothing at verbosity 0. The time left is this check's own pace so far, spread by each step's usual
 share of a check (``verification.STEP_WEIGHTS``): an estimate.
 
 SIGINT and SIGTERM stop the check: the statement running is cancelled on the
@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 from rotator.command.bar import ERASE_LINE, Stream, write
 from rotator.command.interrupts import HARD_EXIT_AFTER, STATUSES
@@ -30,6 +31,8 @@ from rotator.text import format_duration
 
 #: How often the terminal's line is redrawn while a statement runs.
 TICK_SECONDS = 1.0
+#: The width assumed when the stream cannot say (a StringIO in tests, a closed pty).
+DEFAULT_COLUMNS = 80
 
 
 class CheckProgress:
@@ -77,23 +80,29 @@ class CheckProgress:
             raise AssertionError("unreachable: drawn only while a step runs")
         done, steps, running, at, share = self._line
         # The time left: this check's own pace, by each step's usual share of the check.
-        left = ""
-        if share:
-            left = f", about {format_duration(max(0.0, at / share - now))} left"
-        return (
-            f"Checking {self.label}: step {done + 1}/{steps}, {running}, "
-            f"{format_duration(now)}{left}"
-        )
+        left = f", {format_duration(max(0.0, at / share - now))} left" if share else ""
+        step = f"step {done + 1}/{steps}, " if steps > 1 else ""
+        return f"Checking {self.label}: {step}{running}, {format_duration(now)}{left}"
 
     def _draw(self) -> None:
         if self._line is None:
             return
         if self.tty:
             now = time.monotonic() - self._began
-            write(self.err, "\r" + self._text(now) + ERASE_LINE, ending="")
+            # Never wider than the terminal: a wrapped line is not erased by the next frame.
+            text = self._text(now)[: max(1, self._columns() - 1)]
+            write(self.err, "\r" + text + ERASE_LINE, ending="")
             self.err.flush()
         else:
             write(self.err, self._text(self._line[3]))
+
+    def _columns(self) -> int:
+        """The terminal's width now (measured at each frame: a resize is followed)."""
+        real: Any = getattr(self.err, "_out", self.err)  # behind Django's OutputWrapper
+        try:
+            return os.get_terminal_size(real.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            return DEFAULT_COLUMNS
 
     def _tick(self) -> None:
         """Redraw the terminal's line every second: one statement may take minutes."""

@@ -28,7 +28,7 @@ from rotator.target import Target
 from rotator.workers.batch import Job, sweep_batch
 
 #: What the final check says it does, in its progress.
-CHECKING = "comparing the table with the run's fingerprints"
+CHECKING = "comparing with the run's fingerprints"
 #: Sweeps before the command gives up for now (the run stays active; run it again).
 MAX_SWEEPS = 10
 #: Keys of one sweep transaction.

@@ -66,10 +66,10 @@ def last_run(target: Target) -> Run:
 STEP_WEIGHTS = {"census": 1.0, "stale": 2.5, "duplicates": 4.0, "stale_keys": 2.5}
 #: What each statement of the check is called in its progress.
 STEP_NAMES = {
-    "census": "counting rows and fingerprints",
-    "stale": "comparing the values with the fingerprints",
-    "duplicates": "looking for shared values",
-    "stale_keys": "listing the keys still holding a pre-rotation value",
+    "census": "counting rows",
+    "stale": "comparing values",
+    "duplicates": "shared values",
+    "stale_keys": "listing keys",
 }
 
 
