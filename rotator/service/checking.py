@@ -2,7 +2,7 @@
 
 A check only reads, so stopping it loses nothing. ``CheckStopper.stop()`` may
 be called from a signal handler or another thread: it cancels the statement
-running on the check's connection on the server (``Builder.interrupt``), again
+running on the check's connection on the server (``Builder.interrupter``), again
 every ``RETRY_SECONDS`` until the check gives its connection back (a stop that
 lands between two statements is caught before the next), and the check raises
 ``Interrupted`` with the stopper's status.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
@@ -47,7 +47,7 @@ class CheckStopper:
     def __init__(self) -> None:
         self.reason: str | None = None
         self.status = ExitStatus.ERROR
-        self._bound: tuple[BaseDatabaseWrapper, Builder] | None = None
+        self._bound: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -63,12 +63,11 @@ class CheckStopper:
     def _cancel(self) -> None:
         while True:
             with self._lock:
-                bound = self._bound
-            if bound is None:
+                cancel = self._bound
+            if cancel is None:
                 return
-            connection, builder = bound
             try:
-                builder.interrupt(connection)
+                cancel()
             except Exception:  # a connection closing meanwhile: nothing to cancel
                 return
             time.sleep(RETRY_SECONDS)
@@ -76,8 +75,10 @@ class CheckStopper:
     @contextmanager
     def bound(self, connection: BaseDatabaseWrapper, builder: Builder) -> Iterator[None]:
         """While the check runs its statements on ``connection``."""
+        connection.ensure_connection()
+        cancel = builder.interrupter(connection)
         with self._lock:
-            self._bound = (connection, builder)
+            self._bound = cancel
         try:
             yield
         finally:

@@ -7,7 +7,7 @@ exactly, whatever the key type, the time zone or the field's conversion.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -254,6 +254,11 @@ class Builder:
 
     def interrupt(self, connection: BaseDatabaseWrapper) -> None:
         """Cancel the statement running on ``connection`` (called from another thread)."""
+
+    def interrupter(self, connection: BaseDatabaseWrapper) -> Callable[[], None]:
+        """What cancels the statement running on ``connection`` from another thread, made
+        before the statement starts (a driver may refuse to be asked while it runs)."""
+        return lambda: self.interrupt(connection)
 
     # Hashing on the server: fingerprints, --verify, --leaked (SQL in digests.py).
 
