@@ -41,8 +41,10 @@ MEANINGS = {
     ExitStatus.UNVERIFIED: "every row was rotated, but the check that finishes a run still "
     "found rows holding a pre-rotation value (the application saved them back): run the same "
     "command again to sweep them",
-    ExitStatus.SIGINT: "stopped by SIGINT (Ctrl-C): run the same command again to resume",
-    ExitStatus.SIGTERM: "stopped by SIGTERM: run the same command again to resume",
+    ExitStatus.SIGINT: "stopped by SIGINT (Ctrl-C): run the same command again to resume "
+    "(a stopped --verify changed nothing)",
+    ExitStatus.SIGTERM: "stopped by SIGTERM: run the same command again to resume (a stopped "
+    "--verify changed nothing)",
 }
 
 

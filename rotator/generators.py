@@ -25,6 +25,7 @@ from typing import Any
 from django.db import connections
 from django.utils.module_loading import import_string
 
+from rotator import value_space
 from rotator.errors import RotatorError
 from rotator.target import Target
 from rotator.values import ValueRefused, check_values, native_uuid, packs_uuid4
@@ -109,8 +110,9 @@ def _name(func: Callable[[], Any]) -> str:
     return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
 
-def resolve_generator(target: Target, spec: str | None) -> Generator:
-    """The generator named by ``spec`` (or the field's default), checked on a few values."""
+def resolve_generator(target: Target, spec: str | None, space: bool = True) -> Generator:
+    """The generator named by ``spec`` (or the field's default), checked on a few values,
+    and (``space``) on a sample large enough to tell whether it can fill a unique column."""
     generator = _resolve(target, spec)
     connection = connections[target.alias]
     if (
@@ -135,7 +137,33 @@ def resolve_generator(target: Target, spec: str | None) -> Generator:
     # The checked values are the first ones stored: a generator is called as often
     # as rows need values, and the values that passed the check are the ones used.
     generator.put_back(check.samples)
+    if space:
+        check_space(target, generator)
     return generator
+
+
+def check_space(target: Target, generator: Generator) -> None:
+    """Refuse a generator whose values are too few for the unique column's rows."""
+    if not target.unique or generator.server_side or generator.packed:
+        return
+    from rotator.sql import builder_for  # the dialects import this module
+
+    connection = connections[target.alias]
+    rows = builder_for(connection).row_estimate(connection, target)
+    k = value_space.sample_size(rows)
+    if k < 2:
+        return
+    try:
+        tokens = generator.tokens(k)
+    except ValueRefused as exc:
+        raise ValueRefused(exc.reason, started=False) from None
+    if tokens is None:
+        raise AssertionError("unreachable: a Python generator makes tokens")
+    values = tokens.python_values()
+    generator.put_back(values)  # still the first values stored, in the same order
+    judged = value_space.judge(values, rows)
+    if judged.too_small:
+        raise ValueRefused(judged.reason(generator.name, target.label), started=False)
 
 
 def import_attribute(spec: str) -> Any:

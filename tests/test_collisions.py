@@ -2,7 +2,11 @@
 
 The generators below are passed to the command as
 ``--generator tests.test_collisions.<name>``; ``COLLIDE`` says which
-existing token they repeat and for how many calls.
+existing tokens they repeat (in turn) and for how many calls. A generator that
+repeats one token for ever cannot fill the table, and the value-space check
+refuses it before the run (tests/test_value_space.py); values that are all
+taken but distinct (the table's own tokens, in turn) pass that check and make
+the batches' bounded rounds give up.
 """
 
 from __future__ import annotations
@@ -24,16 +28,18 @@ from tickets.models import Ticket
 pytestmark = pytest.mark.django_db(transaction=True)
 
 _lock = threading.Lock()
-COLLIDE = {"token": None, "first": 0, "after": 0, "calls": 0}
+COLLIDE = {"token": None, "pool": None, "first": 0, "after": 0, "calls": 0}
 
 
 def colliding() -> uuid.UUID:
-    """The existing token for calls ``after+1 .. after+first``, a fresh uuid4 otherwise."""
+    """An existing token for calls ``after+1 .. after+first``, a fresh uuid4 otherwise:
+    ``token``, or the tokens of ``pool`` in turn."""
     with _lock:
         COLLIDE["calls"] += 1
         n = COLLIDE["calls"]
     if COLLIDE["after"] < n <= COLLIDE["after"] + COLLIDE["first"]:
-        return COLLIDE["token"]
+        pool = COLLIDE["pool"]
+        return pool[(n - COLLIDE["after"]) % len(pool)] if pool else COLLIDE["token"]
     return uuid.uuid4()
 
 
@@ -41,13 +47,16 @@ def colliding() -> uuid.UUID:
 def collide():
     """Configure ``colliding``: repeat the token of the last ticket."""
 
-    def configure(*, first: int, after: int = 0) -> uuid.UUID:
-        last = Ticket.objects.order_by("-pk").values_list("token", flat=True).first()
-        COLLIDE.update(token=last, first=first, after=after, calls=0)
+    def configure(*, first: int, after: int = 0, pool: int = 0) -> uuid.UUID:
+        """``pool``: repeat the tokens of the last ``pool`` tickets in turn instead."""
+        newest = Ticket.objects.order_by("-pk").values_list("token", flat=True)
+        last = newest.first()
+        taken = list(newest[:pool]) if pool else None
+        COLLIDE.update(token=last, pool=taken, first=first, after=after, calls=0)
         return last
 
     yield configure
-    COLLIDE.update(token=None, first=0, after=0, calls=0)
+    COLLIDE.update(token=None, pool=None, first=0, after=0, calls=0)
 
 
 GENERATOR = "tests.test_collisions.colliding"
@@ -98,7 +107,7 @@ def test_collisions_inside_a_larger_batch_redo_only_those_rows(collide):
 def test_a_generator_whose_values_are_always_taken_fails_after_bounded_rounds(collide):
     fill(100)
     before = tokens()
-    collide(first=10**9)
+    collide(first=10**9, pool=100)  # every value is some row's token
     with pytest.raises(CommandError) as failed:
         run(
             "regenerate_token_async",
@@ -129,8 +138,8 @@ def test_only_the_failing_batch_is_rolled_back(collide):
     fill(100)
     before = tokens()
     first_ids = sorted(before)[:20]
-    # Two good batches of ten, then nothing but collisions.
-    collide(first=10**9, after=20)
+    # Two good batches of ten, then nothing but collisions (tokens of rows never reached).
+    collide(first=10**9, after=20, pool=50)
     with pytest.raises(CommandError, match="found no free value"):
         run(
             "regenerate_token_async",

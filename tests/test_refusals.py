@@ -179,8 +179,9 @@ _calls = itertools.count()
 
 
 def fails_later() -> str:
-    """Good values for the up-front check and the first batches, then an error."""
-    if next(_calls) >= 60:
+    """Good values for the up-front checks (85 values for 200 rows, used by the first
+    batches) and four batches of 25 in all, then an error."""
+    if next(_calls) >= 110:
         raise KeyError(f"{generators.LEAK}late")
     return generators.recorded()
 
@@ -204,15 +205,15 @@ def test_a_generator_that_fails_mid_run_gives_one_line_and_a_resume_hint():
         "generator 'tests.test_refusals.fails_later' raised KeyError (message withheld"
     )
     assert re.search(
-        r"\(message withheld: .*\); no batch was half-applied, fix it first; 50/200 rows of "
+        r"\(message withheld: .*\); no batch was half-applied, fix it first; 100/200 rows of "
         r"fieldapp\.OptionalKey\.key rotated; run `python manage\.py rotate_field "
         r"fieldapp\.OptionalKey\.key` again to resume run \d+$",
         message,
     ), message
     after = dict(OptionalKey.objects.values_list("pk", "key"))
     changed = sum(after[pk] != before[pk] for pk in before)
-    assert changed == 50  # the two whole batches before it failed, nothing half-done
-    assert Run.objects.get().rows_done() == 50
+    assert changed == 100  # the four whole batches before it failed, nothing half-done
+    assert Run.objects.get().rows_done() == 100
 
 
 def grows() -> str:

@@ -42,6 +42,8 @@ class Screen:
     text: str
     #: Index in ``text`` where the terminal was resized (len(text) if never).
     resized_at: int
+    #: The terminal's width at the end.
+    columns: int
 
 
 def run_in_terminal(*args: str, columns: int, resize_to: int | None = None) -> Screen:
@@ -83,7 +85,8 @@ def run_in_terminal(*args: str, columns: int, resize_to: int | None = None) -> S
             child.kill()
         os.close(master)
     text = output.decode("utf-8")
-    return Screen(text, len(text) if resized_at is None else resized_at)
+    width = columns if resize_to is None else resize_to
+    return Screen(text, len(text) if resized_at is None else resized_at, width)
 
 
 def bar_frames(screen: Screen) -> tuple[list[str], list[str]]:
@@ -95,6 +98,14 @@ def bar_frames(screen: Screen) -> tuple[list[str], list[str]]:
     )
     planning, planned, bar, verified, summary = lines[:5]
     assert planning.startswith("Planning a run of ") and planned.startswith("Planned run ")
+    # Before it, the check that ends the run drew its line(s) and erased them.
+    checks, _, verified = verified.rpartition("\r\x1b[K")
+    for frame in filter(None, checks.split("\r")):
+        text = frame.removesuffix("\x1b[K")
+        if not text:
+            continue  # an erase
+        assert text.startswith("Checking tickets.Ticket.token: comparing with "), repr(frame)
+        assert len(text) < screen.columns, repr(frame)  # fits: never wraps a line behind
     assert verified.startswith("Verified: no planned row of tickets.Ticket.token holds")
     assert summary.startswith("Rotated 20,000 rows")
     assert bar.startswith("\r") and bar.endswith("\x1b[K")

@@ -17,8 +17,10 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from rotator.command.arguments import ACTIONS
+from rotator.command.checks import CheckProgress, stopped_by_signals
 from rotator.errors import ExitStatus, RotatorError
 from rotator.service import leaked, status, verification
+from rotator.service.checking import CheckStopper
 from rotator.service.rotation import finished_sentence
 from rotator.store import lifecycle
 from rotator.target import Target, revoke_command
@@ -78,15 +80,32 @@ def confirm_restart(target: Target, yes: bool) -> None:
     )
 
 
-def perform(action: str, target: Target, options: dict[str, Any], out: Any, command: str) -> None:
+def perform(
+    action: str, target: Target, options: dict[str, Any], out: Any, command: str, err: Any = None
+) -> None:
     """Run the operator's flag ``action``; ``command`` is how to rotate (``python manage.py
-    ...``), for the lines that say what to do next."""
+    ...``), for the lines that say what to do next; ``err`` shows --verify's progress."""
+    if action == "verify":
+        _verify(target, options, out, command, err)
+        return
     PERFORM[action](target, options, out, command)
 
 
-def _verify(target: Target, options: dict[str, Any], out: Any, command: str) -> None:
+def _verify(
+    target: Target, options: dict[str, Any], out: Any, command: str, err: Any = None
+) -> None:
     verbosity = options.get("verbosity", 1)
-    result = verification.verify(target, keys=verbosity >= 2)
+    tty = bool(err is not None and getattr(err, "isatty", lambda: False)())
+    progress = CheckProgress(err, target.label, verbosity if err is not None else 0, tty)
+    stopper = CheckStopper()
+    what = f"--verify of {target.label} stopped; nothing was changed"
+    try:
+        with stopped_by_signals(stopper, what):
+            result = verification.verify(
+                target, keys=verbosity >= 2, events=progress, stopper=stopper
+            )
+    finally:
+        progress.close()
     if verbosity >= 1 or not result.ok:
         for line in verification.report(result, target):
             out.write(line)

@@ -3,6 +3,7 @@ summary, at the verbosity asked for."""
 
 from __future__ import annotations
 
+from rotator.command.checks import CheckProgress
 from rotator.command.progress import Progress, Stream
 from rotator.models import Run
 from rotator.service.options import Options
@@ -16,6 +17,12 @@ class Console:
 
     def __init__(self, out: Stream, err: Stream, options: Options, label: str) -> None:
         self.out, self.err, self.options, self.label = out, err, options, label
+        # The final check of a run: on a terminal only (plain lines would join the log's).
+        tty = options.tty and options.progress in ("auto", "bar")
+        self._check = CheckProgress(err, label, options.verbosity, tty, plain=False)
+
+    def check_step(self, done: int, steps: int, running: str, seconds: float, share: float) -> None:
+        self._check.check_step(done, steps, running, seconds, share)
 
     def note(self, text: str) -> None:
         if self.options.verbosity >= 1:

@@ -21,11 +21,14 @@ from django.conf import settings
 
 from rotator.errors import ExitStatus, Interrupted, RotatorError
 from rotator.models import Run
+from rotator.service.checking import CheckEvents, NoCheckEvents
 from rotator.service.fingerprints import stale_keys
 from rotator.store import lifecycle
 from rotator.target import Target
 from rotator.workers.batch import Job, sweep_batch
 
+#: What the final check says it does, in its progress.
+CHECKING = "comparing with the run's fingerprints"
 #: Sweeps before the command gives up for now (the run stays active; run it again).
 MAX_SWEEPS = 10
 #: Keys of one sweep transaction.
@@ -65,6 +68,11 @@ class Sleeper:
         return False
 
 
+def check_events(events: object) -> CheckEvents:
+    """The rotation's Events as the final check's, where they listen (``check_step``)."""
+    return events if isinstance(events, CheckEvents) else NoCheckEvents()
+
+
 def finish_verified(
     target: Target,
     run: Run,
@@ -73,8 +81,11 @@ def finish_verified(
     note: Callable[[str], None],
     sleeper: Sleeper,
     stop_status: Callable[[], tuple[str, ExitStatus]],
+    events: CheckEvents | None = None,
 ) -> Finish:
-    """Finish ``run`` (every shard done) once a check finds no pre-rotation value left."""
+    """Finish ``run`` (every shard done) once a check finds no pre-rotation value left;
+    ``events`` hears each check begin and end."""
+    events = events or NoCheckEvents()
     if job.proof is None:
         return Finish(lifecycle.finish(run))
     if not lifecycle.all_done(run):
@@ -84,7 +95,12 @@ def finish_verified(
     waited = False
     while True:
         # Statistics once: the fingerprint table was empty when the run began.
-        keys = stale_keys(target, run, analyze=not (sweeps or waited))
+        began = time.monotonic()
+        events.check_step(0, 1, CHECKING, 0.0, 0.0)
+        try:
+            keys = stale_keys(target, run, analyze=not (sweeps or waited))
+        finally:
+            events.check_step(1, 1, "", time.monotonic() - began, 1.0)
         if keys:
             if sweeps == MAX_SWEEPS:
                 raise _unverified(target, run, len(keys), sweeps)

@@ -147,7 +147,8 @@ def work_run(
     options = replace(Options(), **(carried or {}))
     options.validate()
     builder = builder_for_target(target)
-    generator = resolve_generator(target, run.options.get("generator"))
+    # The run was planned after the value-space check; a task does not sample again.
+    generator = resolve_generator(target, run.options.get("generator"), space=False)
     sink = progress or Silent()
     lifecycle.start(run)
     session = Session(

@@ -25,7 +25,7 @@ from rotator.generators import Generator, resolve_generator
 from rotator.models import Run
 from rotator.service.dryrun import dry_run_lines, value_notes
 from rotator.service.fingerprints import inherited_proof, proof_for
-from rotator.service.finishing import Sleeper, default_settle, finish_verified
+from rotator.service.finishing import Sleeper, check_events, default_settle, finish_verified
 from rotator.service.options import Options
 from rotator.service.preflight import check_connection_room, check_database
 from rotator.sql import Builder, builder_for
@@ -324,6 +324,7 @@ def _execute(
             events.note,
             Sleeper(lambda: stopper.stopped),
             lambda: (stopper.reason or "a stop", stopper.status),
+            check_events(events),
         )
     run.refresh_from_db(using=run._state.db)
     finished = run.state == Run.State.FINISHED

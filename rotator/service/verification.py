@@ -3,18 +3,22 @@
 A row "still holds a pre-rotation value" when the keyed hash of its value is one
 of the run's fingerprints (the value it had, or any other planned row's value).
 Every count is one query on the server; nothing but counts (and, at -v 2,
-primary keys) comes back, never a value.
+primary keys) comes back, never a value. Each statement is a step of the
+check's progress (``CheckEvents``), and a ``CheckStopper`` stops the check
+by cancelling the statement running on the server.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 
 from rotator.errors import RotatorError
 from rotator.models import Run
+from rotator.service.checking import CheckEvents, CheckStopper, NoCheckEvents
 from rotator.service.fingerprints import has_fingerprints, proof_for, proof_run_id, table_name
 from rotator.sql import builder_for
 from rotator.store.lifecycle import runs_for
@@ -22,6 +26,8 @@ from rotator.target import Target
 
 #: What the census query counts, in order, where the builder has one.
 CENSUS = ("fingerprints", "rows", "deleted", "born", "nulls")
+#: The counts in the order they are made, where there is no census query.
+ORDER = ("fingerprints", "rows", "stale", "deleted", "born", "nulls", "duplicates")
 #: Primary keys printed at -v 2, at most.
 MAX_KEYS = 100
 
@@ -54,8 +60,30 @@ def last_run(target: Target) -> Run:
     return run
 
 
-def verify(target: Target, keys: bool = False) -> Verification:
-    """Count, for the target's last run, the rows still holding a pre-rotation value."""
+#: Each statement's share of the check's time, for the estimate of the time left:
+#: measured with 1M rows on PostgreSQL (census 0.23 s, stale 0.58 s, duplicates 0.94 s).
+#: Statements not listed (where there is no census) weigh 1 each.
+STEP_WEIGHTS = {"census": 1.0, "stale": 2.5, "duplicates": 4.0, "stale_keys": 2.5}
+#: What each statement of the check is called in its progress.
+STEP_NAMES = {
+    "census": "counting rows",
+    "stale": "comparing values",
+    "duplicates": "shared values",
+    "stale_keys": "listing keys",
+}
+
+
+def verify(
+    target: Target,
+    keys: bool = False,
+    events: CheckEvents | None = None,
+    stopper: CheckStopper | None = None,
+) -> Verification:
+    """Count, for the target's last run, the rows still holding a pre-rotation value.
+
+    ``stopper`` stops it (the statement running is cancelled); ``events`` hears each step."""
+    events = events or NoCheckEvents()
+    stopper = stopper or CheckStopper()
     run = last_run(target)
     proof = proof_for(run)
     missing = proof is None or (run.rows_done() and not has_fingerprints(target, run))
@@ -69,28 +97,77 @@ def verify(target: Target, keys: bool = False) -> Verification:
     connection = connections[target.alias]
     builder = builder_for(connection)
     queries = builder.verify_queries(connection, target, table_name(), stale_limit=MAX_KEYS + 1)
-    params: dict[str, list[Any]] = {"rows": [], "nulls": [], "duplicates": []}
-    counts: dict[str, int] = {}
-    proof_id = proof_run_id(run)
-    builder.analyze_fingerprints(connection, table_name())
-    with transaction.atomic(using=target.alias), connection.cursor() as cursor:
-        if proof is not None:
-            builder.load_proof_key(connection, target, proof.key)
-        if "census" in queries:
-            cursor.execute(queries["census"], [proof_id])
-            counts.update(zip(CENSUS, map(int, cursor.fetchone()), strict=True))
-        for name in ("fingerprints", "rows", "stale", "deleted", "born", "nulls", "duplicates"):
-            if name not in counts:
-                cursor.execute(queries[name], params.get(name, [proof_id]))
-                counts[name] = int(cursor.fetchone()[0])
-        stale_keys: list[str] = []
-        if keys and counts["stale"]:
-            cursor.execute(queries["stale_keys"], [proof_id])
-            stale_keys = [str(target.key_from_text(str(k))) for (k,) in cursor.fetchall()]
+    what = f"--verify of {target.label} stopped; nothing was changed"
+    try:
+        with stopper.bound(connection, builder):
+            counts, stale_keys = _count(target, run, queries, keys, events, stopper, what)
+    except DatabaseError:
+        if stopper.stopped:
+            raise stopper.interrupted(what) from None
+        raise
+    stopper.checkpoint(what)
     if run.state != Run.State.FINISHED:
         # Rows the run has not reached yet have no fingerprint, and their old value.
         counts["stale"] += max(0, run.total_rows - counts["fingerprints"])
     return Verification(run=run, rows_done=run.rows_done(), stale_keys=stale_keys, **counts)
+
+
+def _count(
+    target: Target,
+    run: Run,
+    queries: dict[str, str],
+    keys: bool,
+    events: CheckEvents,
+    stopper: CheckStopper,
+    what: str,
+) -> tuple[dict[str, int], list[str]]:
+    """The check's statements, one step each, in one transaction (one snapshot)."""
+    connection = connections[target.alias]
+    builder = builder_for(connection)
+    proof = proof_for(run)
+    params: dict[str, list[Any]] = {"rows": [], "nulls": [], "duplicates": []}
+    counts: dict[str, int] = {}
+    proof_id = proof_run_id(run)
+    steps = ["census", "stale", "duplicates"] if "census" in queries else list(ORDER)
+    names = steps + (["stale_keys"] if keys else [])
+    total = len(names)
+    weights = [STEP_WEIGHTS.get(n, 1.0) if "census" in queries else 1.0 for n in names]
+    started = time.monotonic()
+
+    def step(done: int) -> None:
+        share = sum(weights[:done]) / sum(weights)
+        running = _step_name(names[done]) if done < total else ""
+        events.check_step(done, total, running, time.monotonic() - started, share)
+
+    step(0)
+    stopper.checkpoint(what)
+    builder.analyze_fingerprints(connection, table_name())
+    stale_keys: list[str] = []
+    with transaction.atomic(using=target.alias), connection.cursor() as cursor:
+        if proof is not None:
+            builder.load_proof_key(connection, target, proof.key)
+        for done, name in enumerate(steps):
+            if done:
+                step(done)
+            stopper.checkpoint(what)
+            if name == "census":
+                cursor.execute(queries["census"], [proof_id])
+                counts.update(zip(CENSUS, map(int, cursor.fetchone()), strict=True))
+            else:
+                cursor.execute(queries[name], params.get(name, [proof_id]))
+                counts[name] = int(cursor.fetchone()[0])
+        if keys:
+            step(len(steps))
+            stopper.checkpoint(what)
+            if counts["stale"]:
+                cursor.execute(queries["stale_keys"], [proof_id])
+                stale_keys = [str(target.key_from_text(str(k))) for (k,) in cursor.fetchall()]
+    step(total)
+    return counts, stale_keys
+
+
+def _step_name(name: str) -> str:
+    return STEP_NAMES.get(name, f"counting {name}")
 
 
 def _plural(n: int, one: str, many: str) -> str:

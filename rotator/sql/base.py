@@ -7,7 +7,7 @@ exactly, whatever the key type, the time zone or the field's conversion.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -216,6 +216,10 @@ class Builder:
         uppers = [str(keys[end - 1 : end].get()) for end in ends[:-1]] + [str(high)]
         return Split(str(high), ends[-1], uppers, sizes_of(ends))
 
+    def row_estimate(self, connection: BaseDatabaseWrapper, target: Target) -> int:
+        """The table's rows, by the statistics where they are cheap (the value-space check)."""
+        return target.queryset().count()
+
     def key_param(self, target: Target, text: str) -> Any:
         """A key kept as text, as a parameter this builder's SQL compares exactly."""
         return text
@@ -266,6 +270,11 @@ class Builder:
 
     def interrupt(self, connection: BaseDatabaseWrapper) -> None:
         """Cancel the statement running on ``connection`` (called from another thread)."""
+
+    def interrupter(self, connection: BaseDatabaseWrapper) -> Callable[[], None]:
+        """What cancels the statement running on ``connection`` from another thread, made
+        before the statement starts (a driver may refuse to be asked while it runs)."""
+        return lambda: self.interrupt(connection)
 
     # Hashing on the server: fingerprints, --verify, --leaked (SQL in digests.py).
 

@@ -463,6 +463,14 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [PLAN_CLASS, key])
 
+    def row_estimate(self, connection: BaseDatabaseWrapper, target: Target) -> int:
+        with connection.cursor() as cur:
+            cur.execute(_ESTIMATE, [Names.of(connection, target).table])
+            estimate = int(_one(cur)[0])
+        if estimate < EXACT_PLAN_ROWS:  # also -1: never analysed
+            return super().row_estimate(connection, target)
+        return estimate
+
     def split(self, connection: BaseDatabaseWrapper, target: Target, shards: int) -> Split:
         n = Names.of(connection, target)
         pk, table = n.pk, n.table

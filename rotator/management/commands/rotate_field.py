@@ -88,7 +88,9 @@ class Command(BaseCommand):
             flag = "--enqueue" if options["enqueue"] else "--wait"
             raise RotatorError(f"--{action} cannot be combined with {flag}; run them one at a time")
         if action is not None:
-            actions.perform(action, target, options, self.stdout, self.command_line(target))
+            actions.perform(
+                action, target, options, self.stdout, self.command_line(target), self.stderr
+            )
             return
         if (
             options["dry_run"]

@@ -222,6 +222,9 @@ class MySQLBuilder(RevokeMySQL, Builder):
     def interrupt(self, connection: BaseDatabaseWrapper) -> None:
         liveness.interrupt(connection)
 
+    def interrupter(self, connection: BaseDatabaseWrapper) -> Callable[[], None]:
+        return liveness.interrupter(connection)
+
     # Hashing on the server with SHA2().
 
     def digests(self, connection: BaseDatabaseWrapper, target: Target, alias: str = "") -> Digests:

@@ -6,6 +6,7 @@ its lease on the database clock expires (rotator/store/claims.py)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -68,3 +69,20 @@ def interrupt(connection: BaseDatabaseWrapper) -> None:
         killer.cursor().execute(f"KILL QUERY {int(raw.thread_id())}")
     finally:
         killer.close()
+
+
+def interrupter(connection: BaseDatabaseWrapper) -> Callable[[], None]:
+    """``interrupt`` for another thread, the session's id read now: mysqlclient refuses
+    ``thread_id()`` on a connection another thread is using."""
+    connection.ensure_connection()
+    session = int(connection.connection.thread_id())
+    params = {**connection.get_connection_params(), "connect_timeout": 2}
+
+    def kill() -> None:
+        killer = MySQLdb.connect(**params)
+        try:
+            killer.cursor().execute(f"KILL QUERY {session}")
+        finally:
+            killer.close()
+
+    return kill
