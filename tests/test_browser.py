@@ -58,6 +58,17 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def heading(driver) -> str:
+    """The page's h1, or "" while the page is being replaced."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return driver.find_element(By.TAG_NAME, "h1").text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def percent(driver, run_id: int) -> float:
     from selenium.webdriver.common.by import By
 
@@ -190,7 +201,8 @@ def test_a_view_only_user_cannot_act_and_cancel_asks_first(browser, live_server)
     ).click()
     Select(browser.find_element(By.NAME, "action")).select_by_value("cancel_runs")
     browser.find_element(By.NAME, "index").click()
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Cancel these runs?"
+    # Until the confirmation page has replaced the list, its h1 is the list's (or stale).
+    wait_for(lambda: heading(browser) == "Cancel these runs?", "the confirmation page")
     assert f"Run {stopped.pk} of tickets.Ticket.token" in browser.page_source
     assert Run.objects.get(pk=stopped.pk).state == Run.State.ACTIVE  # asked, not done
     browser.find_element(By.CSS_SELECTOR, "input[value='Yes, cancel these runs']").click()
