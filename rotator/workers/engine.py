@@ -57,6 +57,9 @@ class Session:
     connections: dict[int, BaseDatabaseWrapper] = field(default_factory=dict)
     backends: dict[int, int | None] = field(default_factory=dict)
     connection_ids: dict[int, str] = field(default_factory=dict)
+    #: What cancels each worker's statement from another thread, made when it connected
+    #: (mysqlclient refuses to be asked for its session id while a statement runs).
+    interrupters: dict[int, Callable[[], None]] = field(default_factory=dict)
     in_batch: dict[int, float] = field(default_factory=dict)  # worker -> batch start
     errors: list[BaseException] = field(default_factory=list)
     stopped: RunStopped | None = None  # the run was paused or cancelled elsewhere
@@ -76,9 +79,9 @@ class Session:
     def abort(self) -> None:
         """Cancel in-flight statements now; their transactions roll back."""
         self.stop.set()
-        for connection in list(self.connections.values()):
+        for interrupt in list(self.interrupters.values()):
             with contextlib.suppress(Exception):
-                self.job.builder.interrupt(connection)
+                interrupt()
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -106,11 +109,13 @@ def _open(session: Session, worker: int, fresh: bool = False) -> None:
     session.connections[worker] = connection
     session.backends[worker] = job.builder.backend_id(connection)
     session.connection_ids[worker] = job.builder.connection_id(connection)
+    session.interrupters[worker] = job.builder.interrupter(connection)
 
 
 def _close(session: Session, worker: int) -> None:
     session.connections.pop(worker, None)
     session.backends.pop(worker, None)
+    session.interrupters.pop(worker, None)
     connection = connections[session.job.target.alias]
     # A pooled connection must not carry this worker's shard locks to its next user
     # (behind a transaction pooler no lock was taken, and unlocking all would free
