@@ -56,13 +56,16 @@ class Proof:
         statement does it itself, return what it needs for that."""
         connection = connections[target.alias]
         builder.load_proof_key(connection, target, self.key, batches=True)
-        if builder.fingerprints_in_batch:
-            return self.in_batch()
-        builder.fingerprint_window(connection, target, table_name(), self.run_id, window)
-        return None
+        spec = self.in_statements(builder)
+        if spec is None:
+            builder.fingerprint_window(connection, target, table_name(), self.run_id, window)
+        return spec
 
-    def in_batch(self) -> Fingerprinting | None:
-        """For a builder whose batch statements fingerprint (and record their writers)."""
+    def in_statements(self, builder: Builder) -> Fingerprinting | None:
+        """What ``builder``'s batch statements write themselves (the window's fingerprints,
+        their writers), or None where it writes neither (``fingerprint_window`` instead)."""
+        if not builder.fingerprints_in_batch:
+            return None
         return Fingerprinting(table_name(), self.run_id, Writer._meta.db_table, self.writer_run)
 
 

@@ -291,7 +291,7 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         # Raw uuid4 bytes store exactly what save() would: a plain UUIDField, native uuid.
         # 122 random bits: two workers drawing one value is negligible (README), so
         # these are not reserved.
-        packed = tokens.packed is not None and native_uuid(target, connection)
+        packed = self._random_uuids(connection, target, tokens)
         reserve = target.unique and not packed
         # No parameters: one round trip. On a connection of our own the table is made once
         # and emptied at each commit; otherwise it is dropped at commit (nothing left on a

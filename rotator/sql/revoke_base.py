@@ -25,6 +25,12 @@ from rotator.target import Target
 SNAPSHOT_BATCH = 5_000
 
 
+def keys_table(connection: BaseDatabaseWrapper) -> tuple[str, str]:
+    """RevocationKey's table and its ``key`` column, quoted."""
+    qn = connection.ops.quote_name
+    return qn(RevocationKey._meta.db_table), qn("key")
+
+
 def integer_key(target: Target) -> bool:
     return isinstance(target.pk, models.IntegerField | models.AutoField)
 
@@ -96,3 +102,25 @@ class Revoking:
             f"AND seq <= %s ORDER BY seq LIMIT %s;\nDELETE FROM {n.table} WHERE {n.pk} IN "
             "(the keys of those rows)"
         )
+
+
+class ServerSnapshot(Revoking):
+    """The vendors' ``snapshot_keys``: one INSERT ... SELECT, so no key leaves the server."""
+
+    #: The primary key (``{}``) as the text RevocationKey.key holds.
+    key_text = "CAST({} AS TEXT)"
+
+    def snapshot_keys(
+        self, connection: BaseDatabaseWrapper, target: Target, snapshot: str, match: str | None
+    ) -> int:
+        n = Names.of(connection, target)
+        keys, key = keys_table(connection)
+        where = f" WHERE {match}" if match else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {keys} (snapshot, seq, {key}) "
+                f"SELECT %s, row_number() OVER (ORDER BY t.{n.pk}), "
+                f"{self.key_text.format(f't.{n.pk}')} FROM {n.table} t{where}",
+                [snapshot],
+            )
+            return int(cursor.rowcount)

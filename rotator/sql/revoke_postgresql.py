@@ -11,10 +11,9 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from rotator.models import RevocationKey
 from rotator.sql.base import Outcome, Window
 from rotator.sql.names import Names
-from rotator.sql.revoke_base import Revoking, seq_bounds
+from rotator.sql.revoke_base import ServerSnapshot, keys_table, seq_bounds
 from rotator.target import Target
 
 _DELETE = """\
@@ -31,30 +30,12 @@ WITH win AS (
 SELECT (SELECT count(*) FROM win), (SELECT max(seq)::text FROM win), (SELECT count(*) FROM gone)"""
 
 
-def _names(connection: BaseDatabaseWrapper) -> tuple[str, str]:
-    qn = connection.ops.quote_name
-    return qn(RevocationKey._meta.db_table), qn("key")
-
-
-class RevokePostgreSQL(Revoking):
-    def snapshot_keys(
-        self, connection: BaseDatabaseWrapper, target: Target, snapshot: str, match: str | None
-    ) -> int:
-        n = Names.of(connection, target)
-        keys, key = _names(connection)
-        where = f" WHERE {match}" if match else ""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {keys} (snapshot, seq, {key}) "
-                f"SELECT %s, row_number() OVER (ORDER BY t.{n.pk}), t.{n.pk}::text "
-                f"FROM {n.table} t{where}",
-                [snapshot],
-            )
-            return int(cursor.rowcount)
+class RevokePostgreSQL(ServerSnapshot):
+    key_text = "{}::text"
 
     def _delete_sql(self, connection: BaseDatabaseWrapper, target: Target) -> str:
         n = Names.of(connection, target)
-        keys, key = _names(connection)
+        keys, key = keys_table(connection)
         cast = target.pk.cast_db_type(connection)
         return _DELETE.format(key=key, keys=keys, table=n.table, pk=n.pk, cast=cast)
 

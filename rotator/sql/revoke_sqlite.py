@@ -4,37 +4,16 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from rotator.models import RevocationKey
 from rotator.sql.base import Outcome, Window
 from rotator.sql.names import Names
-from rotator.sql.revoke_base import Revoking, integer_key, seq_bounds
+from rotator.sql.revoke_base import ServerSnapshot, integer_key, keys_table, seq_bounds
 from rotator.target import Target
 
 
-def _names(connection: BaseDatabaseWrapper) -> tuple[str, str]:
-    qn = connection.ops.quote_name
-    return qn(RevocationKey._meta.db_table), qn("key")
-
-
-class RevokeSQLite(Revoking):
-    def snapshot_keys(
-        self, connection: BaseDatabaseWrapper, target: Target, snapshot: str, match: str | None
-    ) -> int:
-        n = Names.of(connection, target)
-        keys, key = _names(connection)
-        where = f" WHERE {match}" if match else ""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {keys} (snapshot, seq, {key}) "
-                f"SELECT %s, row_number() OVER (ORDER BY t.{n.pk}), CAST(t.{n.pk} AS TEXT) "
-                f"FROM {n.table} t{where}",
-                [snapshot],
-            )
-            return int(cursor.rowcount)
-
+class RevokeSQLite(ServerSnapshot):
     def _sql(self, connection: BaseDatabaseWrapper, target: Target) -> tuple[str, str]:
         n = Names.of(connection, target)
-        keys, key = _names(connection)
+        keys, key = keys_table(connection)
         measure = (
             f"SELECT count(*), CAST(max(seq) AS TEXT) FROM (SELECT seq FROM {keys} "
             "WHERE snapshot = %s AND seq > %s AND seq <= %s ORDER BY seq LIMIT %s)"

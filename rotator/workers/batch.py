@@ -94,9 +94,7 @@ def tokens_for(job: Job, n: int) -> Tokens | None:
 
 def _writers(job: Job) -> Fingerprinting | None:
     """Where a keys statement records its writers (the builders that record them)."""
-    if job.proof is None or not job.builder.fingerprints_in_batch:
-        return None
-    return job.proof.in_batch()
+    return job.proof.in_statements(job.builder) if job.proof is not None else None
 
 
 def _check_run(job: Job) -> None:
