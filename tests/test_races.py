@@ -33,9 +33,11 @@ def dense_code() -> str:
 
 
 def test_four_workers_racing_for_dense_codes_log_no_value(server_log):  # noqa: F811
-    with connection.cursor() as cursor:  # made on the server: no code in the logged SQL
+    # Made on the server: no code in the logged SQL (nor a number that could be one: a
+    # literal 1000000 here was once counted as the new code 1000000).
+    with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO fieldapp_shortcode (code) SELECT (1000000 + x)::text "
+            "INSERT INTO fieldapp_shortcode (code) SELECT (500000 * 2 + x)::text "
             "FROM generate_series(0, %s - 1) AS x ORDER BY random() LIMIT %s",
             [SPACE, ROWS],
         )
