@@ -143,7 +143,7 @@ def fresh_table(rows: int) -> None:
     from tickets.seeding import seed
 
     table.reset()
-    _sql("TRUNCATE rotator_fingerprint")
+    _sql("TRUNCATE rotator_fingerprint, rotator_fingerprintset")
     echo(f"seeding {rows:,} rows")
     seed(rows, "default", lambda n: None)
     table.snapshot()

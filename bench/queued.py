@@ -50,7 +50,8 @@ def manage(env: dict[str, str], *args: str) -> float:
 
 
 def fresh_table(url: str, env: dict[str, str], rows: int) -> None:
-    sql(url, "TRUNCATE tickets_ticket, rotator_fingerprint, rotator_shard, rotator_run")
+    proof = "rotator_fingerprint, rotator_fingerprintset"
+    sql(url, f"TRUNCATE tickets_ticket, {proof}, rotator_shard, rotator_run")
     manage(env, "seed_tickets", "--count", str(rows))
     sql(url, "VACUUM ANALYZE tickets_ticket")
     sql(url, "CHECKPOINT")

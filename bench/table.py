@@ -50,7 +50,8 @@ def reset() -> None:
     if vendors.vendor() != "postgresql":
         return vendors.reset(table, SIDE)
     _execute(f"DROP TABLE IF EXISTS {SIDE}")
-    _execute(f"TRUNCATE {table}, rotator_fingerprint, rotator_shard, rotator_run RESTART IDENTITY")
+    proof = "rotator_fingerprint, rotator_fingerprintset"
+    _execute(f"TRUNCATE {table}, {proof}, rotator_shard, rotator_run RESTART IDENTITY")
 
 
 def snapshot() -> bool:

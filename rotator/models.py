@@ -8,6 +8,8 @@ concrete model are one target.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q, Sum
 
@@ -172,6 +174,43 @@ class Fingerprint(models.Model):
 
     def __str__(self) -> str:
         return f"fingerprint of row {self.key} in run {self.run_id}"
+
+
+class ProofArray(models.Field):
+    """A column of ``element`` values: an array on PostgreSQL, the only database whose
+    statements write it (in SQL, never through the ORM); empty text elsewhere."""
+
+    def __init__(self, *args: Any, element: str = "text", **kwargs: Any) -> None:
+        self.element = element
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        return name, path, args, {**kwargs, "element": self.element}
+
+    def db_type(self, connection: Any) -> str:
+        from rotator.sql import builder_for
+
+        return builder_for(connection).proof_array_type(connection, self.element)
+
+
+class FingerprintSet(models.Model):
+    """The fingerprints of one batch's window (PostgreSQL): its rows' keys and digests as
+    two arrays, in one row (see ``Fingerprint`` for what a digest is).
+
+    One row per batch, not per rotated row: a row of its own (a heap tuple and a
+    primary-key entry) was most of what the proof cost. The batch statement writes it
+    from the old values it reads; the checks read the keys and digests back as rows
+    through the view ``rotator_fingerprint_rows`` (with any ``Fingerprint`` rows).
+    """
+
+    run = _rows_of_run("fingerprint_sets")
+    size = models.IntegerField(help_text="Rows fingerprinted: the arrays' length.")
+    keys = ProofArray(element="text", help_text="Primary keys, as text.")
+    digests = ProofArray(element="bigint", help_text="Their digests, in the same order.")
+
+    def __str__(self) -> str:
+        return f"{self.size} fingerprints of run {self.run_id}"
 
 
 class Reservation(models.Model):

@@ -12,6 +12,7 @@ from django.core.management.base import OutputWrapper
 
 from rotator.command.console import rotate_and_report
 from rotator.models import Run, Shard
+from rotator.service import fingerprints
 from rotator.service.options import Options
 from rotator.service.rotation import Report
 from rotator.store.claims import Lease
@@ -87,3 +88,19 @@ def tokens() -> dict[int, uuid.UUID]:
 def add_tickets(*ids: int) -> None:
     """Tickets with explicit primary keys (sparse or skewed key spaces)."""
     Ticket.objects.bulk_create(Ticket(pk=pk, subject=f"ticket {pk}") for pk in ids)
+
+
+def fingerprints_of(run: Run | None = None) -> list[tuple[str, int | None]]:
+    """(key, digest) of the fingerprints of ``run`` (of every run: None), as the checks
+    read them (on PostgreSQL one batch's are one FingerprintSet row)."""
+    from rotator.models import Fingerprint, FingerprintSet
+
+    runs = (
+        [run.pk]
+        if run is not None
+        else sorted(
+            {*Fingerprint.objects.values_list("run_id", flat=True)}
+            | {*FingerprintSet.objects.values_list("run_id", flat=True)}
+        )
+    )
+    return [row for pk in runs for row in fingerprints.recorded(token_target(), pk)]

@@ -9,9 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from rotator.command import actions
-from rotator.models import Fingerprint, Run, Shard
+from rotator.models import Run, Shard
 from tests.conftest import fill, rows, run
-from tests.support import Stop, fail_from_batch, interrupted_run, rotate_directly
+from tests.support import Stop, fail_from_batch, fingerprints_of, interrupted_run, rotate_directly
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,7 +126,7 @@ def test_purge_deletes_old_finished_runs_with_their_shards_and_fingerprints():
     # --restart keeps the proof: every run's fingerprints are the first run's (each run
     # adds the values it replaced: 100, 100, and the third run's one batch of 10).
     first = Run.objects.order_by("pk").first()
-    assert Fingerprint.objects.filter(run=first).count() == Fingerprint.objects.count() == 210
+    assert len(fingerprints_of(first)) == len(fingerprints_of()) == 210
     out, _ = run("regenerate_token_async", "--purge", "1")
     assert (
         out == "Purged 0 finished or abandoned runs of tickets.Ticket.token and 0 fingerprints.\n"
@@ -139,7 +139,7 @@ def test_purge_deletes_old_finished_runs_with_their_shards_and_fingerprints():
     (kept,) = Run.objects.filter(state=Run.State.ACTIVE)
     assert kept.options["proof"] == first.pk
     assert set(Run.objects.values_list("pk", flat=True)) == {first.pk, kept.pk}
-    assert Fingerprint.objects.filter(run=first).count() == Fingerprint.objects.count() == 210
+    assert len(fingerprints_of(first)) == len(fingerprints_of()) == 210
     assert Shard.objects.exclude(run__in=[first, kept]).count() == 0
 
 

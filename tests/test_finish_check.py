@@ -16,11 +16,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from rotator.models import Fingerprint, Run, Writer
+from rotator.models import Run, Writer
 from rotator.service import fingerprints
 from rotator.sql.digests import keyed_digest
 from tests.conftest import fill, run
-from tests.support import token_target, tokens
+from tests.support import fingerprints_of, token_target, tokens
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -86,5 +86,5 @@ def test_a_run_after_another_fingerprints_under_its_own_key():
     second = Run.objects.get()
     assert not second.options.get("proof") or second.options["proof"] == second.pk
     key = fingerprints.derive_key(second)
-    prints = dict(Fingerprint.objects.filter(run=second).values_list("key", "digest"))
+    prints = dict(fingerprints_of(second))
     assert prints == {str(pk): keyed_digest(key, str(token)) for pk, token in between.items()}

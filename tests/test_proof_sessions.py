@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 
-from rotator.models import Fingerprint, Run
+from rotator.models import Run
 from rotator.service import fingerprints
 from rotator.sql import builder_for
 from rotator.sql.digests import PROOF_TABLE, keyed_digest
 from tests.conftest import fill
-from tests.support import rotate_directly, token_target, tokens
+from tests.support import fingerprints_of, rotate_directly, token_target, tokens
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
 
@@ -52,7 +52,7 @@ def test_each_worker_sends_the_key_once_not_per_batch(key_copies):
     # 20 batches or more; the key went once per worker connection, and once for the check.
     assert 2 <= len(key_copies) <= 4, key_copies
     key = fingerprints.derive_key(Run.objects.get())
-    prints = dict(Fingerprint.objects.values_list("key", "digest"))
+    prints = dict(fingerprints_of())
     assert prints == {str(pk): keyed_digest(key, str(token)) for pk, token in before.items()}
 
 

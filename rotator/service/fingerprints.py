@@ -28,17 +28,44 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from rotator.errors import RotatorError
-from rotator.models import Fingerprint, Run, Writer
+from rotator.models import Fingerprint, FingerprintSet, Run, Writer
 from rotator.sql import Builder, builder_for
 from rotator.sql.base import Fingerprinting, Window
+from rotator.sql.digests import PROOF_ROWS
 from rotator.target import Target
 
 #: Keys one check returns at most (a sweep rotates them, then checks again).
 CHECK_LIMIT = 100_000
 
 
-def table_name() -> str:
-    return Fingerprint._meta.db_table
+def readable(builder: Builder) -> str:
+    """What the checks read a run's fingerprints from, one row per fingerprint: on
+    PostgreSQL a view that also unnests the batches' FingerprintSet rows."""
+    return PROOF_ROWS if builder.fingerprints_in_batch else Fingerprint._meta.db_table
+
+
+def analyze_proof(builder: Builder, target: Target) -> None:
+    """Before a check that joins them: the proof tables' statistics."""
+    tables = [Fingerprint._meta.db_table, FingerprintSet._meta.db_table]
+    builder.analyze_fingerprints(connections[target.alias], tables)
+
+
+def recorded(target: Target, proof_run_id: int) -> list[tuple[str, int | None]]:
+    """(key, digest) of every fingerprint of a proof, read as the checks read them."""
+    connection = connections[target.alias]
+    builder = builder_for(connection)
+    qn = connection.ops.quote_name
+    sql = f"SELECT {qn('key')}, digest FROM {qn(readable(builder))} WHERE run_id = %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [proof_run_id])
+        return [(str(key), digest) for key, digest in cursor.fetchall()]
+
+
+def _exists(target: Target, proof_run_id: int) -> bool:
+    return any(
+        model.objects.using(target.alias).filter(run_id=proof_run_id).exists()
+        for model in (Fingerprint, FingerprintSet)
+    )
 
 
 @dataclass(frozen=True)
@@ -58,7 +85,8 @@ class Proof:
         builder.load_proof_key(connection, target, self.key, batches=True)
         spec = self.in_statements(builder)
         if spec is None:
-            builder.fingerprint_window(connection, target, table_name(), self.run_id, window)
+            table = Fingerprint._meta.db_table
+            builder.fingerprint_window(connection, target, table, self.run_id, window)
         return spec
 
     def in_statements(self, builder: Builder) -> Fingerprinting | None:
@@ -66,7 +94,8 @@ class Proof:
         their writers), or None where it writes neither (``fingerprint_window`` instead)."""
         if not builder.fingerprints_in_batch:
             return None
-        return Fingerprinting(table_name(), self.run_id, Writer._meta.db_table, self.writer_run)
+        sets, writers = FingerprintSet._meta.db_table, Writer._meta.db_table
+        return Fingerprinting(sets, self.run_id, writers, self.writer_run)
 
 
 def proof_run_id(run: Run) -> int:
@@ -99,14 +128,14 @@ def inherited_proof(target: Target) -> int | None:
     for run in runs_for(target).order_by("-pk")[:20]:
         if run.options.get("fingerprints"):
             proof = proof_run_id(run)
-            if Fingerprint.objects.using(target.alias).filter(run_id=proof).exists():
+            if _exists(target, proof):
                 return proof
             return None
     return None
 
 
 def has_fingerprints(target: Target, run: Run) -> bool:
-    return Fingerprint.objects.using(target.alias).filter(run_id=proof_run_id(run)).exists()
+    return _exists(target, proof_run_id(run))
 
 
 def stale_keys(
@@ -122,13 +151,14 @@ def stale_keys(
         raise AssertionError("unreachable: only a fingerprinted run is checked")
     connection = connections[target.alias]
     builder = builder_for(connection)
-    sql = builder.finish_check(connection, target, table_name(), Writer._meta.db_table, limit=limit)
+    rows = readable(builder)
+    sql = builder.finish_check(connection, target, rows, Writer._meta.db_table, limit=limit)
     params: list[int] = [run.pk, proof.run_id]
     if sql is None:
-        queries = builder.verify_queries(connection, target, table_name(), stale_limit=limit)
+        queries = builder.verify_queries(connection, target, rows, stale_limit=limit)
         sql, params = queries["stale_keys"], [proof.run_id]
     if analyze:
-        builder.analyze_fingerprints(connection, table_name())
+        analyze_proof(builder, target)
     with transaction.atomic(using=target.alias):
         builder.load_proof_key(connection, target, proof.key)
         # The driver's own cursor: the statements use its placeholder (Digests.param).

@@ -19,7 +19,13 @@ from django.db import DatabaseError, connections, transaction
 from rotator.errors import RotatorError
 from rotator.models import Run
 from rotator.service.checking import CheckEvents, CheckStopper, NoCheckEvents
-from rotator.service.fingerprints import has_fingerprints, proof_for, proof_run_id, table_name
+from rotator.service.fingerprints import (
+    analyze_proof,
+    has_fingerprints,
+    proof_for,
+    proof_run_id,
+    readable,
+)
 from rotator.sql import builder_for
 from rotator.store.lifecycle import runs_for
 from rotator.target import Target
@@ -96,7 +102,8 @@ def verify(
         )
     connection = connections[target.alias]
     builder = builder_for(connection)
-    queries = builder.verify_queries(connection, target, table_name(), stale_limit=MAX_KEYS + 1)
+    rows = builder.checked_relation(readable(builder))
+    queries = builder.verify_queries(connection, target, rows, stale_limit=MAX_KEYS + 1)
     what = f"--verify of {target.label} stopped; nothing was changed"
     try:
         with stopper.bound(connection, builder):
@@ -141,11 +148,12 @@ def _count(
 
     step(0)
     stopper.checkpoint(what)
-    builder.analyze_fingerprints(connection, table_name())
+    analyze_proof(builder, target)
     stale_keys: list[str] = []
     with transaction.atomic(using=target.alias), connection.cursor() as cursor:
         if proof is not None:
             builder.load_proof_key(connection, target, proof.key)
+        builder.copy_checked(connection, readable(builder), proof_id)
         for done, name in enumerate(steps):
             if done:
                 step(done)

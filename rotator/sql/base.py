@@ -300,8 +300,18 @@ class Builder:
     # The proof: keyed fingerprints written by each batch (see models.Fingerprint).
 
     #: True where ``rotate`` writes the window's fingerprints in the batch statement
-    #: itself (``fingerprints=``); elsewhere ``fingerprint_window`` runs before it.
+    #: itself (``fingerprints=``), as one FingerprintSet row, and the checks read them
+    #: through ``PROOF_ROWS``; elsewhere ``fingerprint_window`` runs before it and
+    #: writes one Fingerprint row per row.
     fingerprints_in_batch = False
+
+    def proof_array_type(self, connection: BaseDatabaseWrapper, element: str) -> str:
+        """The column type of a FingerprintSet's array of ``element``: unused text here."""
+        return str(models.TextField().db_type(connection))
+
+    def proof_views(self, fingerprints: str, sets: str) -> list[tuple[str, str]]:
+        """DDL (forward, backward) the proof needs beyond its tables (migration 0010)."""
+        return []
 
     def load_proof_key(
         self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False
@@ -343,8 +353,17 @@ class Builder:
         ``verify_queries``, which hashes every row."""
         return None
 
-    def analyze_fingerprints(self, connection: BaseDatabaseWrapper, fingerprints: str) -> None:
-        """Give the planner the fingerprint table's statistics before a check joins it."""
+    def analyze_fingerprints(self, connection: BaseDatabaseWrapper, tables: list[str]) -> None:
+        """Give the planner the proof tables' statistics before a check joins them."""
+
+    def checked_relation(self, relation: str) -> str:
+        """What --verify's statements read fingerprints from: ``relation`` itself, or the
+        copy ``copy_checked`` makes."""
+        return relation
+
+    def copy_checked(self, connection: BaseDatabaseWrapper, relation: str, run_id: int) -> None:
+        """First in --verify's transaction: copy one run's fingerprints out of ``relation``
+        where its statements need statistics that ``relation`` cannot have."""
 
     def window_bound(
         self, connection: BaseDatabaseWrapper, target: Target, text: str

@@ -24,6 +24,9 @@ DIGEST_BYTES = 8
 PROOF_HEX = 15
 #: The one-row temporary table holding the run's fingerprint key, in hex (column ``k``).
 PROOF_TABLE = "rotator_proof_key"
+#: The view (PostgreSQL) the checks read a run's fingerprints from, one row per
+#: fingerprint: the Fingerprint rows and the FingerprintSet arrays unnested.
+PROOF_ROWS = "rotator_fingerprint_rows"
 
 
 def value_text(field: Any, value: Any) -> str:

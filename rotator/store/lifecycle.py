@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from rotator.errors import RotatorError, first_line
 from rotator.faults import Kind
-from rotator.models import UNFINISHED, Run, Shard
+from rotator.models import UNFINISHED, Fingerprint, FingerprintSet, Run, Shard
 from rotator.sql import Builder
 from rotator.store.planning import Plan, make_plan
 from rotator.target import Target
@@ -339,5 +339,7 @@ def purge(target: Target, older_than_days: float) -> tuple[int, int]:
     proofs = {run.options.get("proof") for run in kept.only("options")} - {None}
     old = old.exclude(pk__in=proofs)
     with transaction.atomic(using=target.alias):
+        sets = FingerprintSet.objects.using(target.alias).filter(run__in=old)
+        batched = sets.aggregate(n=Sum("size"))["n"] or 0
         _, deleted = old.delete()
-    return deleted.get(Run._meta.label, 0), deleted.get("rotator.Fingerprint", 0)
+    return deleted.get(Run._meta.label, 0), deleted.get(Fingerprint._meta.label, 0) + batched
