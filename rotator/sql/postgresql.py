@@ -677,8 +677,12 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         # the planner cannot know, once made it a nested loop over every pair of rows.
         key = f"(SELECT k FROM pg_temp.{PROOF_TABLE})"
         hashed = f"sha256(convert_to({key} || {value}::text, 'UTF8'))"
-        bits = PROOF_HEX * 4
-        return f"('x' || substr(encode({hashed}, 'hex'), 1, {PROOF_HEX}))::bit({bits})::bigint"
+        # The first PROOF_HEX hex digits as a bigint: the first 8 bytes, shifted right by
+        # the bits not kept and masked (>> copies the sign bit). Hex-encoding 8 bytes,
+        # not 32, makes the hash a fifth cheaper.
+        shift = DIGEST_BYTES * 8 - PROOF_HEX * 4
+        first = f"('x' || encode(substring({hashed} FROM 1 FOR {DIGEST_BYTES}), 'hex'))::bit(64)"
+        return f"(({first}::bigint >> {shift}) & {(1 << PROOF_HEX * 4) - 1})"
 
     def finish_check(
         self,
