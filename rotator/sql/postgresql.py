@@ -701,7 +701,8 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             "fresh AS (SELECT coalesce(txid_snapshot_xmax(txid_current_snapshot()) - min(top)"
             " < 2147483648, false) AS ok FROM wr) "
             f"SELECT t.{n.pk}::text FROM (SELECT {n.pk}, {n.col} FROM {n.table} AS t "
-            "WHERE NOT (SELECT ok FROM fresh) OR t.xmin::text::bigint NOT IN (SELECT xid FROM wr) "
+            # xid against xid: no conversion of every row's xmin (twice as fast).
+            "WHERE NOT (SELECT ok FROM fresh) OR t.xmin NOT IN (SELECT xid::text::xid FROM wr) "
             f"OFFSET 0) AS t WHERE {self.proof_digest(connection, target, 't.')} IN "
             f"(SELECT digest FROM {qn(fingerprints)} WHERE run_id = %s AND digest IS NOT NULL) "
             f"ORDER BY t.{n.pk} LIMIT {int(limit)}"
