@@ -209,9 +209,10 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
                 )
             writers = (
                 f"INSERT INTO {qn(fingerprints.writers)} (run_id, xid, top) "
-                # GROUP BY, not DISTINCT: a hash of one or two xids, not a sort of every row.
+                # One row: every row version a statement makes has its (sub)transaction's
+                # xid (a GROUP BY over the window's rows cost 1.5% of the batch).
                 f"SELECT {int(fingerprints.writer_run)}, x::text::bigint, txid_current() "
-                "FROM upd GROUP BY 2"
+                "FROM upd LIMIT 1"
             )
         return pgbatch.statement(
             connection,
