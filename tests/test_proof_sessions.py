@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 
-from rotator.models import Run
+from rotator.models import Fingerprint, FingerprintSet, Run
 from rotator.service import fingerprints
 from rotator.sql import builder_for
 from rotator.sql.digests import PROOF_TABLE, keyed_digest
@@ -54,6 +54,23 @@ def test_each_worker_sends_the_key_once_not_per_batch(key_copies):
     key = fingerprints.derive_key(Run.objects.get())
     prints = dict(fingerprints_of())
     assert prints == {str(pk): keyed_digest(key, str(token)) for pk, token in before.items()}
+
+
+def test_a_batch_keeps_its_fingerprints_in_one_row_of_two_arrays():
+    fill(1_000)
+    report, _, _ = rotate_directly(workers=2, batch_size=50, verbosity=0)
+    assert report.finished
+    sets = list(FingerprintSet.objects.values_list("size", flat=True))
+    # One row per batch (20 or more batches), none per row.
+    assert len(sets) < 1_000 / 10 and sum(sets) == 1_000
+    assert not Fingerprint.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM rotator_fingerprintset "
+            "WHERE cardinality(keys) <> size OR cardinality(digests) <> size"
+        )
+        assert cursor.fetchone() == (0,)
+    assert len(fingerprints_of()) == 1_000
 
 
 def test_a_session_that_lost_its_key_table_gets_it_again():
