@@ -117,6 +117,20 @@ def test_the_batch_size_is_bounded(table, value):
     )
 
 
+@pytest.mark.parametrize("value", ["0", "-0.5", "nan", "inf"])
+def test_the_batch_seconds_are_a_positive_number(table, value):
+    assert refused("regenerate_token_async", "--batch-seconds", value) == (
+        f"--batch-seconds must be a number of seconds above 0, got {float(value)!r}"
+    )
+
+
+def test_the_batch_seconds_steer_only_the_adaptive_size(table):
+    assert refused("regenerate_token_async", "--batch-seconds", "0.1", "--batch-size", "50") == (
+        "--batch-seconds steers the adaptive batch size; it cannot be used with --batch-size "
+        "(a fixed size)"
+    )
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [("--lock-timeout", "0"), ("--lock-timeout", "-1"), ("--reconnect-timeout", "-1")],

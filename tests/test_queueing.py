@@ -99,6 +99,7 @@ def test_task_options_carry_only_what_paces_batches():
     carried = queueing.task_options(Options(workers=9, batch_size=300, max_rate=50.0))
     assert carried == {
         "batch_size": 300,
+        "batch_seconds": None,
         "lock_timeout": 2.0,
         "reconnect_timeout": 60.0,
         "fill_nulls": False,

@@ -80,14 +80,28 @@ def test_adaptive_batch_size_starts_small_then_grows():
     assert max(n for _, n in sizes) > FIRST_BATCH
 
 
-def test_batch_sizer_steers_toward_half_a_second_within_bounds():
+def test_batch_seconds_reach_the_workers_sizer(monkeypatch):
+    targets = []
+    real = BatchSizer.__post_init__
+
+    def seen(self):
+        targets.append(self.target)
+        real(self)
+
+    monkeypatch.setattr(BatchSizer, "__post_init__", seen)
+    fill(50)
+    run("regenerate_token_async", "--workers", "2", "--batch-seconds", "0.05")
+    assert targets and set(targets) == {0.05}
+
+
+def test_batch_sizer_steers_toward_its_target_within_bounds():
     sizer = BatchSizer()
     assert sizer.size == FIRST_BATCH
     sizer.record(FIRST_BATCH, 0.001)  # far too fast: at most doubles
     assert sizer.size == 2 * FIRST_BATCH
     sizer.record(2 * FIRST_BATCH, 100.0)  # far too slow: at most halves
     assert sizer.size == FIRST_BATCH
-    sizer.record(FIRST_BATCH, 1.0)  # 1,000 rows/s aims at 500 rows
+    sizer.record(FIRST_BATCH, 1.0)  # 1,000 rows/s aims at 200 rows: at most halves
     assert sizer.size == 500
     sizer.record(100, 0.001)  # a short (last) batch says nothing about speed
     assert sizer.size == 500

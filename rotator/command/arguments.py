@@ -10,7 +10,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from rotator.errors import ExitStatus
 from rotator.service.options import MAX_BATCH_SIZE, PROGRESS_MODES, Options
-from rotator.workers.sizing import MAX_BATCH, MIN_BATCH
+from rotator.workers.sizing import MAX_BATCH, MIN_BATCH, TARGET_SECONDS
 
 #: The operator's flags: at most one of them, instead of a rotation.
 ACTIONS = ("verify", "leaked", "status", "pause", "cancel", "purge")
@@ -74,7 +74,17 @@ def _add_rotation(parser: CommandParser) -> None:
         type=int,
         default=_default("batch_size"),
         help=f"Rows per batch transaction, 1 to {MAX_BATCH_SIZE:,} (default: adaptive, "
-        f"{MIN_BATCH:,} to {MAX_BATCH:,} rows, aiming at half a second per batch).",
+        f"{MIN_BATCH:,} to {MAX_BATCH:,} rows, aiming at --batch-seconds per batch).",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=_default("batch_seconds"),
+        metavar="SECONDS",
+        help=f"What the adaptive batch size aims at, in seconds per batch (default "
+        f"{TARGET_SECONDS:g}): a batch holds its rows' locks that long at most, so the "
+        "application waits at most about that long for a row; shorter batches cost more "
+        "commits.",
     )
     parser.add_argument(
         "--shards",
@@ -263,6 +273,7 @@ def options_from(parsed: dict[str, Any], **extra: Any) -> Options:
     return Options(
         workers=parsed["workers"],
         batch_size=parsed["batch_size"],
+        batch_seconds=parsed["batch_seconds"],
         shards=parsed["shards"],
         generator=parsed["generator"],
         restart=parsed["restart"],

@@ -25,6 +25,9 @@ class Options:
     workers: int = 4
     #: Rows per batch; None: adaptive (workers/sizing.py).
     batch_size: int | None = None
+    #: What the adaptive size aims at, in seconds per batch; None: TARGET_SECONDS. Shorter
+    #: batches hold their rows' locks for less time (the application's worst wait).
+    batch_seconds: float | None = None
     #: Shards to plan; None: 4 x workers.
     shards: int | None = None
     #: Dotted path of a callable making one new value, "database", or None (the field's default).
@@ -73,6 +76,12 @@ class Options:
         if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise RotatorError(
                 f"--batch-size must be from 1 to {MAX_BATCH_SIZE:,}, got {self.batch_size!r}"
+            )
+        _positive("--batch-seconds", self.batch_seconds, "seconds")
+        if self.batch_seconds is not None and self.batch_size is not None:
+            raise RotatorError(
+                "--batch-seconds steers the adaptive batch size; it cannot be used with "
+                "--batch-size (a fixed size)"
             )
         if self.lock_timeout <= 0:
             raise RotatorError(

@@ -47,6 +47,7 @@ from rotator.workers.throttle import Throttle, check_throttle_options
 #: else (shards, generator) was fixed when the run was planned and is read from it.
 TASK_OPTIONS = (
     "batch_size",
+    "batch_seconds",
     "lock_timeout",
     "reconnect_timeout",
     "fill_nulls",
@@ -165,6 +166,7 @@ def work_run(
         run=run,
         progress=sink,
         batch_size=options.batch_size,
+        batch_seconds=options.batch_seconds,
         reconnect_timeout=options.reconnect_timeout,
         throttle=Throttle.from_options(options, database, sink),
     )

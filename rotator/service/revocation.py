@@ -127,6 +127,7 @@ def _execute(
         run=run,
         progress=progress,
         batch_size=options.batch_size,
+        batch_seconds=options.batch_seconds,
         reconnect_timeout=options.reconnect_timeout,
         throttle=Throttle.from_options(options, target.alias, progress),
     )

@@ -34,7 +34,7 @@ from rotator.store import claims, lifecycle
 from rotator.workers.batch import BatchResult, Job, run_batch
 from rotator.workers.reporting import ProgressSink, Silent
 from rotator.workers.retries import Retries
-from rotator.workers.sizing import BatchSizer
+from rotator.workers.sizing import TARGET_SECONDS, BatchSizer
 from rotator.workers.throttle import Throttle, sleep_unless_stopped
 
 T = TypeVar("T")
@@ -51,6 +51,8 @@ class Session:
     run: Run
     batch_size: int | None
     progress: ProgressSink = field(default_factory=Silent)
+    #: What the adaptive batch size aims at (None: sizing.TARGET_SECONDS).
+    batch_seconds: float | None = None
     reconnect_timeout: float = 60.0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     name: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -286,7 +288,8 @@ async def _after_fault(
 async def _worker(session: Session, worker: int) -> None:
     job = session.job
     owner = claims.Owner(worker=worker, session=session.name)
-    sizer = BatchSizer(fixed=session.batch_size)  # one per worker: it learns across shards
+    # One per worker: it learns across shards.
+    sizer = BatchSizer(fixed=session.batch_size, target=session.batch_seconds or TARGET_SECONDS)
     async with ThreadSensitiveContext():
         try:
             try:
