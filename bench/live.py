@@ -39,7 +39,7 @@ if __package__ in (None, ""):
 from bench.appload import Application, Samples, conninfo, quantile  # noqa: E402
 from bench.bootstrap import ROOT, BenchError, bench_name, setup  # noqa: E402
 
-BATCH_TARGET = 0.2  # seconds: the adaptive batch sizer's default aim (rotator/sizing.py)
+BATCH_TARGET = 0.1  # seconds: the adaptive batch sizer's default aim (rotator/sizing.py)
 #: The application waits at most one batch (plus scheduling), even on rows of a
 #: window the rotator cannot finish because the application holds one of them.
 TARGET_WORST = BATCH_TARGET + 0.2
@@ -63,7 +63,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--batch-size",
         type=int,
         default=None,
-        help="Passed to the rotator (default: its adaptive size, aiming at 0.2 s a batch).",
+        help="Passed to the rotator (default: its adaptive size, aiming at 0.1 s a batch).",
     )
     parser.add_argument(
         "--batch-seconds",

@@ -49,7 +49,7 @@ def test_dry_run_shows_the_adaptive_batch_size():
     fill(10)
     out, _ = run("regenerate_token_async", "--dry-run")
     assert (
-        "Batch size: adaptive, 100 to 50,000 rows (starts at 1,000, aims at 0.2 s per batch)"
+        "Batch size: adaptive, 100 to 50,000 rows (starts at 1,000, aims at 0.1 s per batch)"
         in out.splitlines()
     )
 

@@ -101,7 +101,7 @@ def test_batch_sizer_steers_toward_its_target_within_bounds():
     assert sizer.size == 2 * FIRST_BATCH
     sizer.record(2 * FIRST_BATCH, 100.0)  # far too slow: at most halves
     assert sizer.size == FIRST_BATCH
-    sizer.record(FIRST_BATCH, 1.0)  # 1,000 rows/s aims at 200 rows: at most halves
+    sizer.record(FIRST_BATCH, 1.0)  # 1,000 rows/s aims at 100 rows: at most halves
     assert sizer.size == 500
     sizer.record(100, 0.001)  # a short (last) batch says nothing about speed
     assert sizer.size == 500

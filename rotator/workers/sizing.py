@@ -13,7 +13,7 @@ from dataclasses import dataclass
 MIN_BATCH = 100
 MAX_BATCH = 50_000
 FIRST_BATCH = 1_000
-TARGET_SECONDS = 0.2
+TARGET_SECONDS = 0.1
 
 
 @dataclass

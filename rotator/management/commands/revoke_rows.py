@@ -72,7 +72,7 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=None,
-            help="Rows per batch transaction (default: adaptive, aiming at 0.2 s).",
+            help="Rows per batch transaction (default: adaptive, aiming at 0.1 s).",
         )
         parser.add_argument(
             "--shards", type=int, default=None, help="Shards to plan (default 4 x --workers)."
