@@ -16,11 +16,10 @@ it never prints and never ends the process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from django.db import DatabaseError, connections
+from django.db import connections
 
-from rotator.errors import ExitStatus, Interrupted, RotatorError
+from rotator.errors import RotatorError
 from rotator.generators import Generator
 from rotator.models import Run
 from rotator.service.options import Options
@@ -37,15 +36,15 @@ from rotator.service.rotation import (
     Quiet,
     Report,
     Stopper,
-    _as_rotator_error,
     _main,
     _reconnecting,
+    raise_if_stopped,
     uvloop,
 )
 from rotator.sql import Builder, builder_for
 from rotator.sql.revoke_base import Revoking
 from rotator.store import claims, lifecycle
-from rotator.target import RevokeTarget, Target
+from rotator.target import RevokeTarget
 from rotator.workers.engine import Session
 from rotator.workers.revoke_batch import RevokeJob
 from rotator.workers.throttle import Throttle, check_throttle_options
@@ -143,7 +142,9 @@ def _execute(
         )
     finally:
         progress.close()
-    _raise_if_stopped(session, stopper, target, run, options, builder, initial)
+    raise_if_stopped(
+        session, stopper, target, run, options, builder, initial, "planned rows of {target} revoked"
+    )
     if finished:
         forget_ended(target)
     counts = lifecycle.tally(run)
@@ -157,45 +158,4 @@ def _execute(
         rotated=counts["rotated"],
         vanished=counts["vanished"],
         held_elsewhere=[] if finished else claims.held_elsewhere(target, builder, run.pk),
-    )
-
-
-def _raise_if_stopped(
-    session: Session,
-    stopper: Stopper,
-    target: Target,
-    run: Run,
-    options: Options,
-    builder: Builder,
-    initial: int,
-) -> None:
-    """Raise what ended the session early: an error, a stop, a pause or cancel elsewhere."""
-    if not (session.errors or stopper.stopped or session.stopped):
-        return
-    reachable = True
-    try:
-        committed = _reconnecting(options, builder, target, run.rows_done)
-    except DatabaseError:
-        committed = min(run.total_rows, initial + session.rotated)
-        reachable = False
-    done = f"{committed:,}/{run.total_rows:,} planned rows of {target.label} revoked"
-    resume = f"run {options.resume_hint} again to resume run {run.pk}"
-    if session.errors and not stopper.stopped:
-        exc = session.errors[0]
-        if reachable and isinstance(exc, RotatorError | DatabaseError):
-            with contextlib.suppress(DatabaseError):
-                lifecycle.error(run, exc)
-        raise _as_rotator_error(exc, target, f"{done}; {resume}")
-    if stopper.stopped:
-        raise Interrupted(f"Interrupted by {stopper.reason}: {done}; {resume}", stopper.status)
-    stop = session.stopped
-    if stop is None:
-        raise AssertionError("unreachable")
-    why = f" ({stop.reason})" if stop.reason else ""
-    if stop.state == Run.State.PAUSED:
-        raise Interrupted(f"Paused by an operator{why}: {done}; {resume}", ExitStatus.PAUSED)
-    if stop.state == Run.State.ERRORED:
-        raise RotatorError(f"Run {run.pk} stopped on an error in another process: {done}; {resume}")
-    raise Interrupted(
-        f"Run {run.pk} was {stop.state}{why}; its workers stopped: {done}", ExitStatus.CANCELLED
     )

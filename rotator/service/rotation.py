@@ -310,7 +310,7 @@ def _execute(
     elsewhere = session.stopped is not None and session.stopped.state == Run.State.FINISHED
     if elsewhere:
         session.stopped = None
-    _raise_if_stopped(session, stopper, target, run, options, builder, initial)
+    raise_if_stopped(session, stopper, target, run, options, builder, initial)
     outcome = None
     if not elsewhere:
         outcome = _reconnecting(
@@ -401,7 +401,7 @@ async def _main(session: Session, workers: int, stopper: Stopper) -> None:
         stopper.detach()
 
 
-def _raise_if_stopped(
+def raise_if_stopped(
     session: Session,
     stopper: Stopper,
     target: Target,
@@ -409,8 +409,10 @@ def _raise_if_stopped(
     options: Options,
     builder: Builder,
     initial: int,
+    done_rows: str = "rows of {target} rotated",
 ) -> None:
-    """Raise what ended the session early: an error, a stop, a pause or cancel elsewhere."""
+    """Raise what ended the session early: an error, a stop, a pause or cancel elsewhere
+    (``done_rows``: what the session's rows are, for the line that says how far it got)."""
     if not (session.errors or stopper.stopped or session.stopped):
         return
     # A server that is gone (a worker gave up reconnecting) is not asked again: say what
@@ -422,7 +424,7 @@ def _raise_if_stopped(
             committed = _reconnecting(options, builder, target, run.rows_done)
         except DatabaseError:
             reachable = False
-    done = f"{committed:,}/{run.total_rows:,} rows of {target.label} rotated"
+    done = f"{committed:,}/{run.total_rows:,} {done_rows.format(target=target.label)}"
     resume = f"run {options.resume_hint} again to resume run {run.pk}"
     if session.errors and not stopper.stopped:
         exc = session.errors[0]
