@@ -141,6 +141,9 @@ def rotate(rows: int, workers: int, pacing: list[str], echo: Echo) -> Rotation:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     command = [sys.executable, "-W", "ignore", str(ROOT / "manage.py"), "regenerate_token_async"]
     command += ["--workers", str(workers), "--progress-interval", "5"]
+    # The final check at once (ROTATOR_SETTLE_SECONDS overrides): the settle time is
+    # idle, and counted in the rotation's phase it diluted the application's p99.
+    command += ["--settle", os.environ.get("ROTATOR_SETTLE_SECONDS", "0")]
     command += pacing
     started = time.perf_counter()
     proc = subprocess.run(
