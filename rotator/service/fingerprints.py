@@ -161,6 +161,7 @@ def stale_keys(
         analyze_proof(builder, target)
     with transaction.atomic(using=target.alias):
         builder.load_proof_key(connection, target, proof.key)
+        builder.prepare_check(connection)
         # The driver's own cursor: the statements use its placeholder (Digests.param).
         with (
             connection.wrap_database_errors,

@@ -153,6 +153,7 @@ def _count(
     with transaction.atomic(using=target.alias), connection.cursor() as cursor:
         if proof is not None:
             builder.load_proof_key(connection, target, proof.key)
+        builder.prepare_check(connection)
         builder.copy_checked(connection, readable(builder), proof_id)
         for done, name in enumerate(steps):
             if done:

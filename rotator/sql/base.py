@@ -356,6 +356,10 @@ class Builder:
     def analyze_fingerprints(self, connection: BaseDatabaseWrapper, tables: list[str]) -> None:
         """Give the planner the proof tables' statistics before a check joins them."""
 
+    def prepare_check(self, connection: BaseDatabaseWrapper) -> None:
+        """In a check's transaction, before its statements: what the server needs to
+        compare the table with a run's fingerprints in memory (nothing here)."""
+
     def checked_relation(self, relation: str) -> str:
         """What --verify's statements read fingerprints from: ``relation`` itself, or the
         copy ``copy_checked`` makes."""
