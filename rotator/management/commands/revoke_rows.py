@@ -6,17 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.utils.connection import ConnectionDoesNotExist
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DEFAULT_DB_ALIAS
 
 from rotator.command import actions, arguments
 from rotator.command.console import Console
+from rotator.command.failures import one_line_errors
 from rotator.command.interrupts import SignalStopper
 from rotator.errors import ExitStatus, RotatorError
 from rotator.management.commands.rotate_field import resume_command
 from rotator.service import status
-from rotator.service.connectivity import check_reachable, explain_lost, explain_rotator_error
 from rotator.service.options import Options
 from rotator.service.revocation import Dump, forget_ended, revoke
 from rotator.service.rotation import Report
@@ -95,26 +94,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         alias = options["database"]
-        try:
-            connections[alias]
-        except ConnectionDoesNotExist:
-            known = ", ".join(sorted(connections.settings))
-            raise CommandError(
-                f"unknown database {alias!r}; settings.DATABASES has: {known}"
-            ) from None
-        try:
-            check_reachable(alias)
+        with one_line_errors(alias, "revoked"):
             target = resolve_revocation(options["model"], alias, options["field"])
             self.dispatch(target, options)
-        except RotatorError as exc:
-            message = explain_rotator_error(alias, exc)
-            raise CommandError(message, returncode=exc.returncode) from exc
-        except DatabaseError as exc:
-            raise CommandError(explain_lost(alias, exc)) from exc
-        except KeyboardInterrupt:
-            raise CommandError(
-                "Interrupted before any row was revoked", returncode=int(ExitStatus.SIGINT)
-            ) from None
 
     def dispatch(self, target: RevokeTarget, options: dict[str, Any]) -> None:
         action = next((name for name in ACTIONS if options[name]), None)

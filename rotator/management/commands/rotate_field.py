@@ -6,15 +6,13 @@ from importlib import metadata
 from typing import Any
 
 import django
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, connections
-from django.utils.connection import ConnectionDoesNotExist
+from django.core.management.base import BaseCommand, CommandParser
 
 from rotator.command import actions, arguments
 from rotator.command.console import rotate_and_report
+from rotator.command.failures import one_line_errors
 from rotator.command.interrupts import SignalStopper
-from rotator.errors import ExitStatus, RotatorError
-from rotator.service.connectivity import check_reachable, explain_lost, explain_rotator_error
+from rotator.errors import RotatorError
 from rotator.target import Target, resolve_target
 
 #: Options that must not be repeated when the command is run again to resume.
@@ -56,29 +54,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         label = self.target or options["field"]
         alias = options["database"]
-        try:
-            connections[alias]
-        except ConnectionDoesNotExist:
-            known = ", ".join(sorted(connections.settings))
-            raise CommandError(
-                f"unknown database {alias!r}; settings.DATABASES has: {known}"
-            ) from None
-        try:
-            check_reachable(alias)
+        with one_line_errors(alias, "rotated"):
             reading = options.get("leaked") is not None or bool(options.get("status"))
             target = resolve_target(label, alias, key=reading)
             self.dispatch(target, options)
-        except RotatorError as exc:
-            message = explain_rotator_error(alias, exc)
-            raise CommandError(message, returncode=exc.returncode) from exc
-        except DatabaseError as exc:
-            raise CommandError(explain_lost(alias, exc)) from exc
-        except KeyboardInterrupt:
-            # Only reachable before the workers start (they stop on SIGINT themselves);
-            # planning is one transaction, so nothing was changed.
-            raise CommandError(
-                "Interrupted before any row was rotated", returncode=int(ExitStatus.SIGINT)
-            ) from None
 
     def dispatch(self, target: Target, options: dict[str, Any]) -> None:
         """An operator's flag, or a rotation."""
