@@ -11,7 +11,7 @@ from rotator.models import Run
 from rotator.service.options import Options
 from rotator.store.planning import make_plan
 from rotator.target import Target
-from rotator.workers.sizing import TARGET_SECONDS, BatchSizer
+from rotator.workers.sizing import BatchSizer
 
 
 def _describe_generator(gen: Generator) -> str:
@@ -54,8 +54,7 @@ def dry_run_lines(
     out.write("Dry run: nothing will be changed.")
     out.write(f"Target: {target.label} on database {target.alias!r} ({connection.vendor})")
     out.write(f"Generator: {_describe_generator(generator)}")
-    target_seconds = options.batch_seconds or TARGET_SECONDS
-    sizer = BatchSizer(fixed=options.batch_size, target=target_seconds)
+    sizer = BatchSizer.of(options.batch_size, options.batch_seconds)
     out.write(f"Batch size: {sizer.describe()}")
     out.write(f"Workers: {options.workers}")
     for line in value_notes(target, options, generator):

@@ -34,7 +34,7 @@ from rotator.store import claims, lifecycle
 from rotator.workers.batch import BatchResult, Job, run_batch
 from rotator.workers.reporting import ProgressSink, Silent
 from rotator.workers.retries import Retries
-from rotator.workers.sizing import TARGET_SECONDS, BatchSizer
+from rotator.workers.sizing import BatchSizer
 from rotator.workers.throttle import Throttle, sleep_unless_stopped
 
 T = TypeVar("T")
@@ -289,7 +289,7 @@ async def _worker(session: Session, worker: int) -> None:
     job = session.job
     owner = claims.Owner(worker=worker, session=session.name)
     # One per worker: it learns across shards.
-    sizer = BatchSizer(fixed=session.batch_size, target=session.batch_seconds or TARGET_SECONDS)
+    sizer = BatchSizer.of(session.batch_size, session.batch_seconds)
     async with ThreadSensitiveContext():
         try:
             try:

@@ -26,6 +26,11 @@ class BatchSizer:
         if self.fixed is not None:
             self.size = self.fixed
 
+    @classmethod
+    def of(cls, batch_size: int | None, batch_seconds: float | None) -> BatchSizer:
+        """The sizer for --batch-size and --batch-seconds (None: adaptive; TARGET_SECONDS)."""
+        return cls(fixed=batch_size, target=batch_seconds or TARGET_SECONDS)
+
     def record(self, rows: int, seconds: float) -> None:
         """A committed batch of ``rows`` (its window) took ``seconds``."""
         if rows < self.size or seconds <= 0:
