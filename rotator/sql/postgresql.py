@@ -639,8 +639,11 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
         raw = connection.connection
         held = hashlib.sha256(key.encode()).hexdigest()
         session = batches and self.session_tables(connection)
-        if session and SESSION_KEYS.get(raw) == held and self._has_key_table(raw):
-            return
+        if session and SESSION_KEYS.get(raw) == held:
+            # Django's errors: a lost connection here is a fault the worker reconnects from.
+            with connection.wrap_database_errors:
+                if self._has_key_table(raw):
+                    return
         SESSION_KEYS.forget(raw)
         # Batches on a connection of our own keep the key for the session (one COPY per
         # connection, not per batch); everything else drops it at commit.
