@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from rotator.errors import ExitStatus, RotatorError
 from rotator.models import Run
@@ -143,3 +143,40 @@ def test_a_row_written_back_after_every_sweep_leaves_the_run_unfinished_with_sta
     )
     assert Run.objects.get().state == Run.State.ACTIVE
     assert stale(before) == [victim]
+
+
+@pytest.mark.parametrize(
+    "vendor",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_written_back_row_the_application_keeps_locked_is_waited_out_by_the_sweep(vendor):
+    fill(200)
+    before = tokens()
+    held = Ticket.objects.order_by("pk").first()
+    holding = threading.Event()
+
+    def save_back_then_hold() -> None:  # a request that saves, then locks the row a while
+        try:
+            while Ticket.objects.get(pk=held.pk).token == held.token:
+                time.sleep(0.02)
+            held.save()
+            with transaction.atomic():
+                Ticket.objects.select_for_update().get(pk=held.pk)
+                holding.set()
+                time.sleep(4.0)  # past the sweep's lock timeout, many times over
+        finally:
+            connection.close()
+
+    request = threading.Thread(target=save_back_then_hold, daemon=True)
+    request.start()
+    report, _, _ = rotate_directly(
+        workers=1, batch_size=50, verbosity=0, settle=1.0, lock_timeout=0.3
+    )
+    request.join(timeout=30)
+    assert holding.is_set()
+    assert report.finished and report.verified
+    assert report.swept == 1
+    assert stale(before) == []

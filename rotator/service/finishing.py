@@ -16,16 +16,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from rotator.errors import ExitStatus, Interrupted, RotatorError
 from rotator.models import Run
 from rotator.service.checking import CheckEvents, NoCheckEvents
-from rotator.service.fingerprints import stale_keys
+from rotator.service.fingerprints import CHECK_LIMIT, stale_keys
 from rotator.store import lifecycle
 from rotator.target import Target
 from rotator.workers.batch import Job, sweep_batch
+from rotator.workers.retries import Retries
+
+T = TypeVar("T")
 
 #: What the final check says it does, in its progress.
 CHECKING = "comparing with the run's fingerprints"
@@ -91,6 +96,7 @@ def finish_verified(
     if not lifecycle.all_done(run):
         return Finish(False)
     quiet_since = time.monotonic() - lifecycle.seconds_since_last_batch(run)
+    passing = _passing(job, sleeper, lambda: _stopped(target, run, stop_status()))
     sweeps = swept = 0
     waited = False
     while True:
@@ -98,7 +104,7 @@ def finish_verified(
         began = time.monotonic()
         events.check_step(0, 1, CHECKING, 0.0, 0.0)
         try:
-            keys = stale_keys(target, run, analyze=not (sweeps or waited))
+            keys = passing(stale_keys, target, run, CHECK_LIMIT, not (sweeps or waited))
         finally:
             events.check_step(1, 1, "", time.monotonic() - began, 1.0)
         if keys:
@@ -113,8 +119,8 @@ def finish_verified(
             for start in range(0, len(keys), SWEEP_BATCH):
                 if sleeper.stopped():
                     raise _stopped(target, run, stop_status())
-                done = sweep_batch(job, keys[start : start + SWEEP_BATCH])
-                lifecycle.count_swept(run, done)
+                done = passing(sweep_batch, job, keys[start : start + SWEEP_BATCH])
+                passing(lifecycle.count_swept, run, done)
                 swept += done
             quiet_since = time.monotonic()
             continue
@@ -129,8 +135,34 @@ def finish_verified(
             waited = True
         if not sleeper.sleep(wait):
             raise _stopped(target, run, stop_status())
-    finished = lifecycle.finish(run)
+    finished = passing(lifecycle.finish, run)
     return Finish(finished, swept, finished)
+
+
+def _passing(
+    job: Job, sleeper: Sleeper, stopped: Callable[[], BaseException]
+) -> Callable[..., Any]:
+    """``passing(fn, *args)``: call ``fn`` (one transaction), again after a passing fault,
+    as a worker retries its batch: the application's row lock, a deadlock, SQLite's
+    single writer busy. A connection fault is the caller's (``_reconnecting`` runs the
+    whole check again); a stop during a pause raises ``stopped()``."""
+
+    def passing(fn: Callable[..., T], *args: Any) -> T:
+        retries = Retries()
+        while True:
+            try:
+                return fn(*args)
+            except DatabaseError as exc:
+                fault = job.builder.fault(exc)
+                if fault is None or fault.kind not in lifecycle.RETRIED:
+                    raise
+                pause = retries.record(fault)
+                if retries.exhausted:
+                    raise
+                if not sleeper.sleep(pause):
+                    raise stopped() from exc
+
+    return passing
 
 
 def _unverified(target: Target, run: Run, left: int, sweeps: int) -> RotatorError:
