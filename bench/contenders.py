@@ -32,6 +32,12 @@ SEED = Contender("seed", "seed_tickets: COPY of N rows (tickets.seeding)", "seed
 CONTENDERS = [
     Contender("floor", "floor: one UPDATE ... SET token = gen_random_uuid()", "floor"),
     Contender(
+        "floor-halves",
+        "the floor cut in two UPDATEs over the key's halves, at once (PostgreSQL)",
+        "floor-split",
+        {"parts": 2},
+    ),
+    Contender(
         "textbook", "textbook: iterator(chunk_size=10000) + bulk_update per 10,000", "textbook"
     ),
     Contender("per-row", 'per-row save(update_fields=["token"])', "per-row", sample=PER_ROW_SAMPLE),
@@ -74,6 +80,7 @@ def for_vendor(contenders: list[Contender]) -> list[Contender]:
 
     if vendor() == "postgresql":
         return contenders
+    contenders = [c for c in contenders if c.workload != "floor-split"]
     if vendor() == "sqlite":  # no server-side generator there
         contenders = [c for c in contenders if c.params.get("generator") != "database"]
     # bulk_update's CASE WHEN grows with the square of the batch here too: a pilot

@@ -44,6 +44,49 @@ def floor(job: dict[str, Any]) -> tuple[int, str]:
         return cursor.rowcount, ""
 
 
+def floor_split(job: dict[str, Any]) -> tuple[int, str]:
+    """The floor's one UPDATE cut in ``parts`` statements over the key's ranges, run at
+    once on ``parts`` connections: what any sharding into that many workers could reach
+    on this machine (PostgreSQL)."""
+    import threading
+
+    from django.db import connection as own
+
+    qn = own.ops.quote_name
+    table, column = qn(Ticket._meta.db_table), qn(Ticket._meta.get_field("token").column)
+    parts = int(job["parts"])
+    edges = [job["lower"] + (job["upper"] - job["lower"]) * i // parts for i in range(parts + 1)]
+    counts = [0] * parts
+    failures: list[BaseException] = []
+    go = threading.Barrier(parts)
+
+    def part(i: int) -> None:
+        from django.db import connection
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                go.wait()
+                cursor.execute(
+                    f"UPDATE {table} SET {column} = gen_random_uuid() WHERE id > %s AND id <= %s",
+                    [edges[i], edges[i + 1]],
+                )
+                counts[i] = cursor.rowcount
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=part, args=(i,)) for i in range(parts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return sum(counts), ""
+
+
 def textbook(job: dict[str, Any]) -> tuple[int, str]:
     rows, batch = 0, []
     # Up to the sample's last key (all rows unless a pilot runs on the first ones).
@@ -144,6 +187,7 @@ def rotator(job: dict[str, Any]) -> tuple[int, str]:
 WORKLOADS: dict[str, Workload] = {
     "seed": seeding,
     "floor": floor,
+    "floor-split": floor_split,
     "textbook": textbook,
     "per-row": per_row,
     "async-literal": async_literal,
