@@ -17,7 +17,8 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from rotator.command.arguments import ACTIONS
-from rotator.command.checks import CheckProgress, stopped_by_signals
+from rotator.command.checks import CheckProgress
+from rotator.command.interrupts import stopped_by_signals
 from rotator.errors import ExitStatus, RotatorError
 from rotator.service import leaked, status, verification
 from rotator.service.checking import CheckStopper

@@ -13,18 +13,21 @@ save caught. A save later than that is not (the README says so).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import ExitStatus, Interrupted, RotatorError
 from rotator.models import Run
-from rotator.service.checking import CheckEvents, NoCheckEvents
+from rotator.service.checking import CheckEvents, CheckStopper, NoCheckEvents
 from rotator.service.fingerprints import CHECK_LIMIT, stale_keys
+from rotator.sql import Builder
 from rotator.store import lifecycle
 from rotator.target import Target
 from rotator.workers.batch import Job, sweep_batch
@@ -57,10 +60,16 @@ class Finish:
 
 
 class Sleeper:
-    """Waits that stop when ``stopped()`` says so (the service's Stopper)."""
+    """Waits that stop when ``stopped()`` says so (the service's Stopper); ``check``,
+    where the caller can be stopped meanwhile, cancels a check's statement on a stop."""
 
-    def __init__(self, stopped: Callable[[], bool]) -> None:
+    def __init__(self, stopped: Callable[[], bool], check: CheckStopper | None = None) -> None:
         self.stopped = stopped
+        self.check = check
+
+    def cancelling(self, connection: BaseDatabaseWrapper, builder: Builder) -> Any:
+        """While a check's statement runs on ``connection``: a stop cancels it."""
+        return self.check.bound(connection, builder) if self.check else contextlib.nullcontext()
 
     def sleep(self, seconds: float) -> bool:
         """Sleep; False if stopped meanwhile."""
@@ -104,7 +113,9 @@ def finish_verified(
         began = time.monotonic()
         events.check_step(0, 1, CHECKING, 0.0, 0.0)
         try:
-            keys = passing(stale_keys, target, run, CHECK_LIMIT, not (sweeps or waited))
+            # The check reads every row (minutes on a large table): a stop cancels it.
+            with sleeper.cancelling(connections[target.alias], job.builder):
+                keys = passing(stale_keys, target, run, CHECK_LIMIT, not (sweeps or waited))
         finally:
             events.check_step(1, 1, "", time.monotonic() - began, 1.0)
         if keys:
@@ -153,6 +164,8 @@ def _passing(
             try:
                 return fn(*args)
             except DatabaseError as exc:
+                if sleeper.stopped():  # cancelled by the stop (Sleeper.cancelling)
+                    raise stopped() from exc
                 fault = job.builder.fault(exc)
                 if fault is None or fault.kind not in lifecycle.RETRIED:
                     raise
@@ -177,10 +190,14 @@ def _unverified(target: Target, run: Run, left: int, sweeps: int) -> RotatorErro
     return error
 
 
+def unfinished(target: Target, run: Run) -> str:
+    """What a stop during the final check leaves, for "Interrupted by ...: "."""
+    return (
+        f"every row of {target.label} is rotated, but the check that finishes run {run.pk} "
+        "is not done; run the same command again to finish it"
+    )
+
+
 def _stopped(target: Target, run: Run, why: tuple[str, ExitStatus]) -> Interrupted:
     reason, status = why
-    return Interrupted(
-        f"Interrupted by {reason}: every row of {target.label} is rotated, but the check "
-        f"that finishes run {run.pk} is not done; run the same command again to finish it",
-        status,
-    )
+    return Interrupted(f"Interrupted by {reason}: {unfinished(target, run)}", status)

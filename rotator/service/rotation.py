@@ -23,9 +23,16 @@ from rotator.errors import ExitStatus, Interrupted, RotatorError, RunStopped, fi
 from rotator.faults import Kind
 from rotator.generators import Generator, resolve_generator
 from rotator.models import Run
+from rotator.service.checking import CheckStopper
 from rotator.service.dryrun import dry_run_lines, value_notes
 from rotator.service.fingerprints import inherited_proof, proof_for
-from rotator.service.finishing import Sleeper, check_events, default_settle, finish_verified
+from rotator.service.finishing import (
+    Sleeper,
+    check_events,
+    default_settle,
+    finish_verified,
+    unfinished,
+)
 from rotator.service.options import Options
 from rotator.service.preflight import check_connection_room, check_database
 from rotator.sql import Builder, builder_for
@@ -80,6 +87,8 @@ class Stopper:
         self.status = ExitStatus.ERROR
         self._session: Session | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Cancels the final check's statement, which no batch boundary interrupts.
+        self.check = CheckStopper()
 
     def attach(self, loop: asyncio.AbstractEventLoop, session: Session) -> None:
         """Called by the service on its loop when the workers start."""
@@ -91,6 +100,7 @@ class Stopper:
     def stop(self, reason: str, status: ExitStatus) -> None:
         if self.reason is None:
             self.reason, self.status = reason, status
+        self.check.stop(self.reason, self.status)
         loop, session = self._loop, self._session
         if loop is not None and session is not None:
             loop.call_soon_threadsafe(session.stop.set)
@@ -98,6 +108,12 @@ class Stopper:
     def abort(self) -> None:
         if self._session is not None:
             self._session.abort()
+
+    def finishing(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """While the run's final check runs, after the workers: the command's subclass
+        lets SIGINT and SIGTERM stop it too (``what``: the line after "Interrupted by
+        ...: " if the process must be ended)."""
+        return contextlib.nullcontext()
 
     @property
     def stopped(self) -> bool:
@@ -313,20 +329,8 @@ def _execute(
     raise_if_stopped(session, stopper, target, run, options, builder, initial)
     outcome = None
     if not elsewhere:
-        outcome = _reconnecting(
-            options,
-            builder,
-            target,
-            finish_verified,
-            target,
-            run,
-            job,
-            default_settle() if options.settle is None else options.settle,
-            events.note,
-            Sleeper(lambda: stopper.stopped),
-            lambda: (stopper.reason or "a stop", stopper.status),
-            check_events(events),
-        )
+        with stopper.finishing(unfinished(target, run)):
+            outcome = _finish(options, builder, target, run, job, events, stopper)
     run.refresh_from_db(using=run._state.db)
     finished = run.state == Run.State.FINISHED
     counts = lifecycle.tally(run)
@@ -450,6 +454,32 @@ def raise_if_stopped(
         )
     raise Interrupted(
         f"Run {run.pk} was {stop.state}{why}; its workers stopped: {done}", ExitStatus.CANCELLED
+    )
+
+
+def _finish(
+    options: Options,
+    builder: Builder,
+    target: Target,
+    run: Run,
+    job: Job,
+    events: Any,
+    stopper: Stopper,
+) -> Any:
+    """The check that finishes the run, after its workers (service/finishing.py)."""
+    return _reconnecting(
+        options,
+        builder,
+        target,
+        finish_verified,
+        target,
+        run,
+        job,
+        default_settle() if options.settle is None else options.settle,
+        events.note,
+        Sleeper(lambda: stopper.stopped, stopper.check),
+        lambda: (stopper.reason or "a stop", stopper.status),
+        check_events(events),
     )
 
 
