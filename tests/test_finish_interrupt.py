@@ -20,7 +20,7 @@ from rotator.errors import ExitStatus
 from rotator.models import Run, Shard
 from tests.conftest import fill, manage, run, subprocess_env
 from tests.support import tokens
-from tests.test_verify_interrupt import LOCK, _until, _waiters
+from tests.test_verify_interrupt import LOCK, _until, _waiters, signalled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,6 +38,14 @@ def _rotation(*args: str) -> subprocess.Popen[str]:
 def _every_shard_done() -> bool:
     shards = Shard.objects.all()
     return shards.exists() and not shards.exclude(state=Shard.State.DONE).exists()
+
+
+def _settling() -> bool:
+    """Every shard done, and a moment for the command to be in its settle wait."""
+    if not _every_shard_done():
+        return False
+    time.sleep(0.5)
+    return True
 
 
 def _interrupted_line(err: str) -> list[str]:
@@ -63,17 +71,7 @@ def test_a_signal_during_the_settle_wait_stops_the_run_unfinished_and_says_why(s
     fill(300)
     before = tokens()
     child = _rotation("--settle", "60")
-    try:
-        assert _until(_every_shard_done, 60), "the run never rotated its rows"
-        time.sleep(0.5)  # in the settle wait now
-        child.send_signal(signum)
-        sent = time.monotonic()
-        _, err = child.communicate(timeout=60)
-        took = time.monotonic() - sent
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
+    _, err, took = signalled(child, signum, _settling, "the run never rotated its rows")
     assert child.returncode == int(status), err
     assert took < 10  # the wait polls every 0.2 s
     _said_and_left(err, signum)
@@ -94,11 +92,9 @@ def test_a_signal_during_the_final_check_cancels_its_statement():
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(LOCK[connection.vendor])
-            assert _until(lambda: _waiters() == 1, 60), "the check never reached the table"
-            child.send_signal(signal.SIGINT)
-            sent = time.monotonic()
-            _, err = child.communicate(timeout=60)
-            took = time.monotonic() - sent
+            _, err, took = signalled(
+                child, signal.SIGINT, lambda: _waiters() == 1, "the check never reached the table"
+            )
             # The check's backend stopped waiting: cancelled, not orphaned.
             assert _until(lambda: _waiters() == 0, 10)
             if connection.vendor == "mysql":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 import pytest
 from django.db import connection, transaction
@@ -48,6 +49,24 @@ def _until(predicate, seconds: float) -> bool:
     return predicate()
 
 
+def signalled(
+    child: subprocess.Popen[str], signum: int, ready: Callable[[], bool], what: str
+) -> tuple[str, str, float]:
+    """Once ``ready()`` (within 60 s; else fail with ``what``), send ``signum`` to ``child``
+    and wait for it: (stdout, stderr, seconds it took to exit). A child still running
+    afterwards is killed."""
+    try:
+        assert _until(ready, 60), what
+        child.send_signal(signum)
+        sent = time.monotonic()
+        out, err = child.communicate(timeout=60)
+        return out, err, time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+
 @pytest.mark.parametrize(
     ("signum", "status"),
     [(signal.SIGINT, ExitStatus.SIGINT), (signal.SIGTERM, ExitStatus.SIGTERM)],
@@ -68,16 +87,9 @@ def test_verify_stops_on_a_signal_and_cancels_its_query(signum, status):
             stderr=subprocess.PIPE,
             text=True,
         )
-        try:
-            assert _until(lambda: _waiters() == 1, 60), "the check never reached the table"
-            child.send_signal(signum)
-            sent = time.monotonic()
-            out, err = child.communicate(timeout=60)
-            took = time.monotonic() - sent
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
+        out, err, took = signalled(
+            child, signum, lambda: _waiters() == 1, "the check never reached the table"
+        )
         # The check's backend stopped waiting: its statement was cancelled, not orphaned.
         assert _until(lambda: _waiters() == 0, 10)
         if connection.vendor == "mysql":
