@@ -54,6 +54,7 @@ def floor_split(job: dict[str, Any]) -> tuple[int, str]:
 
     qn = own.ops.quote_name
     table, column = qn(Ticket._meta.db_table), qn(Ticket._meta.get_field("token").column)
+    pk = qn(Ticket._meta.pk.column)
     parts = int(job["parts"])
     edges = [job["lower"] + (job["upper"] - job["lower"]) * i // parts for i in range(parts + 1)]
     counts = [0] * parts
@@ -65,10 +66,11 @@ def floor_split(job: dict[str, Any]) -> tuple[int, str]:
 
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
+                cursor.execute("SELECT 1")  # connected before the start: not timed apart
                 go.wait()
                 cursor.execute(
-                    f"UPDATE {table} SET {column} = gen_random_uuid() WHERE id > %s AND id <= %s",
+                    f"UPDATE {table} SET {column} = gen_random_uuid() "
+                    f"WHERE {pk} > %s AND {pk} <= %s",
                     [edges[i], edges[i + 1]],
                 )
                 counts[i] = cursor.rowcount

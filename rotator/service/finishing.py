@@ -109,6 +109,8 @@ def finish_verified(
     sweeps = swept = 0
     waited = False
     while True:
+        if sleeper.stopped():  # a stop before the statement began has nothing to cancel
+            raise _stopped(target, run, stop_status())
         # Statistics once: the fingerprint table was empty when the run began.
         began = time.monotonic()
         events.check_step(0, 1, CHECKING, 0.0, 0.0)
