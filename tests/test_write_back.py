@@ -122,10 +122,10 @@ def test_a_row_written_back_after_every_sweep_leaves_the_run_unfinished_with_sta
     monkeypatch.setattr(finishing, "MAX_SWEEPS", 2)
     real = finishing.sweep_batch
 
-    def sweep_then_write_back(job, keys):  # an application that saves it back every time
-        done = real(job, keys)
+    def sweep_then_write_back(job, keys, wait=False):  # an application saving it back each time
+        swept = real(job, keys, wait)
         Ticket.objects.filter(pk=victim).update(token=before[victim])
-        return done
+        return swept
 
     monkeypatch.setattr(finishing, "sweep_batch", sweep_then_write_back)
 
@@ -180,3 +180,73 @@ def test_a_written_back_row_the_application_keeps_locked_is_waited_out_by_the_sw
     assert report.finished and report.verified
     assert report.swept == 1
     assert stale(before) == []
+
+
+@pytest.mark.parametrize(
+    "vendor",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_sweep_never_holds_a_written_back_row_while_it_waits_for_one_the_application_holds(
+    vendor,
+):
+    fill(200)
+    before = tokens()
+    free, held = sorted(before)[0], sorted(before)[150]  # the sweep takes keys in order
+    holding, released = threading.Event(), threading.Event()
+    waits: list[float] = []
+    written = []
+
+    def write_back_free(lease):  # in the first batch's transaction, after its UPDATE
+        if not written:
+            Ticket.objects.filter(pk=free).update(token=before[free])
+            written.append(free)
+
+    def save_back_then_hold() -> None:  # a request that saves, then locks the row a while
+        try:
+            while Ticket.objects.get(pk=held).token == before[held]:
+                time.sleep(0.02)
+            Ticket.objects.filter(pk=held).update(token=before[held])
+            with transaction.atomic():
+                Ticket.objects.select_for_update().filter(pk=held).exists()
+                holding.set()
+                time.sleep(4.0)  # past the sweep's lock timeout
+        finally:
+            released.set()
+            connection.close()
+
+    def touch_the_other() -> None:  # another request, on the other written-back row
+        try:
+            holding.wait(30)
+            while not released.is_set():
+                began = time.monotonic()
+                with transaction.atomic():
+                    Ticket.objects.select_for_update().filter(pk=free).exists()
+                waits.append(time.monotonic() - began)
+                time.sleep(0.01)
+        finally:
+            connection.close()
+
+    requests = [
+        threading.Thread(target=t, daemon=True) for t in (save_back_then_hold, touch_the_other)
+    ]
+    for request in requests:
+        request.start()
+    report, _, _ = rotate_directly(
+        workers=1,
+        batch_size=50,
+        verbosity=0,
+        settle=1.0,
+        lock_timeout=2.0,
+        batch_hook=write_back_free,
+    )
+    for request in requests:
+        request.join(timeout=30)
+    assert holding.is_set() and waits
+    assert report.finished and report.verified
+    assert report.swept == 2
+    assert stale(before) == []
+    # Not the sweep's 2 s wait for the held row: the free one was swept and committed first.
+    assert max(waits) < 0.5, f"a request waited {max(waits):.2f} s on a row the sweep held"

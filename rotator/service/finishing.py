@@ -132,7 +132,7 @@ def finish_verified(
             for start in range(0, len(keys), SWEEP_BATCH):
                 if sleeper.stopped():
                     raise _stopped(target, run, stop_status())
-                done = passing(sweep_batch, job, keys[start : start + SWEEP_BATCH])
+                done = _sweep(passing, job, keys[start : start + SWEEP_BATCH], sleeper.stopped)
                 passing(lifecycle.count_swept, run, done)
                 swept += done
             quiet_since = time.monotonic()
@@ -150,6 +150,21 @@ def finish_verified(
             raise _stopped(target, run, stop_status())
     finished = passing(lifecycle.finish, run)
     return Finish(finished, swept, finished)
+
+
+def _sweep(
+    passing: Callable[..., Any], job: Job, keys: list[str], stopped: Callable[[], bool]
+) -> int:
+    """Rotate ``keys`` again, as a batch takes its window: the rows no one holds at once;
+    then, while the application holds some, the first of them waited for alone (holding
+    no other row), and the rest that are free by then; return the rows rotated."""
+    done, held = passing(sweep_batch, job, keys)
+    while held and not stopped():
+        first, _ = passing(sweep_batch, job, held[:1], True)
+        done += first
+        more, held = passing(sweep_batch, job, held[1:]) if held[1:] else (0, [])
+        done += more
+    return done
 
 
 def _passing(

@@ -190,6 +190,15 @@ class Builder:
         only the writers are recorded (the keys were fingerprinted by their batch)."""
         raise NotImplementedError
 
+    def lock_free(
+        self, connection: BaseDatabaseWrapper, target: Target, keys: list[str]
+    ) -> list[str]:
+        """In a sweep's transaction: lock the rows of ``keys`` (the database's text of each)
+        that no other transaction holds, without waiting for the others; return those
+        locked. Here: every key (SQLite's writer locks the whole database; a database
+        without ``SKIP LOCKED`` waits in the sweep's UPDATE, as before)."""
+        return list(keys)
+
     def count_present(
         self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
     ) -> int:

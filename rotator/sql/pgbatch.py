@@ -107,6 +107,13 @@ SELECT {pk}::text,
     {col} IS DISTINCT FROM (SELECT s.{col} FROM {table} AS s WHERE s.{pk} = {table}.{pk})
 FROM {table} WHERE {where} ORDER BY {table}.{pk} LIMIT 1 FOR UPDATE"""
 
+#: A sweep's rows no other transaction holds, locked without waiting for the others
+#: (each held one is then swept alone): a sweep never waits on the application while
+#: holding other rows.
+LOCK_FREE = """\
+SELECT {pk}::text FROM {table} WHERE {pk} = ANY(%(keys)s::{cast}[])
+ORDER BY {pk} FOR UPDATE SKIP LOCKED"""
+
 #: How long the fast form may wait for a lock before the batch takes the skip
 #: form: short enough that the application waits at most about one batch; long
 #: enough that a concurrent worker's brief relation-extension lock (a heavyweight

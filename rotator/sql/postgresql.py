@@ -438,6 +438,17 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
             self._unreserve(cur, table)
             return outcome
 
+    def lock_free(
+        self, connection: BaseDatabaseWrapper, target: Target, keys: list[str]
+    ) -> list[str]:
+        n = Names.of(connection, target)
+        sql = pgbatch.LOCK_FREE.format(
+            pk=n.pk, table=n.table, cast=target.pk.cast_db_type(connection)
+        )
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+            cur.execute(sql, {"keys": keys})
+            return [key for (key,) in cur.fetchall()]
+
     def _random_uuids(
         self, connection: BaseDatabaseWrapper, target: Target, tokens: Tokens | None
     ) -> bool:

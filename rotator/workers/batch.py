@@ -190,13 +190,17 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
     )
 
 
-def sweep_batch(job: Job, keys: list[str]) -> int:
+def sweep_batch(job: Job, keys: list[str], wait: bool = False) -> tuple[int, list[str]]:
     """Rotate again ``keys``, found holding a pre-rotation value after their batch (the
-    application saved an instance it had loaded before); return how many were rotated.
+    application saved an instance it had loaded before); return how many were rotated,
+    and the keys left for now because another transaction holds their rows.
 
     The same transaction as a batch: guarded, only while the run is active, with
     other values for collisions. Their fingerprints are already kept. A row the
-    application changed again meanwhile is left to the next check.
+    application changed again meanwhile is left to the next check. A sweep never
+    waits on the application while holding other rows: it locks only the rows no one
+    holds (``Builder.lock_free``); ``wait``: ``keys`` is one key, waited for (up to the
+    lock timeout) alone.
     """
     target, builder = job.target, job.builder
     connection = connections[target.alias]
@@ -205,12 +209,16 @@ def sweep_batch(job: Job, keys: list[str]) -> int:
     with transaction.atomic(using=target.alias):
         builder.guard_transaction(connection, job.lock_timeout, IDLE_TIMEOUT)
         _check_run(job)
-        tokens = tokens_for(job, len(keys))
-        outcome = builder.rotate_keys(
-            connection, target, keys, tokens, job.fill_nulls, fingerprints=_writers(job)
-        )
-        rotated, _, _ = _other_values(job, _SWEEP, outcome)
-    return rotated
+        free = list(keys) if wait else builder.lock_free(connection, target, keys)
+        rotated = 0
+        if free:
+            tokens = tokens_for(job, len(free))
+            outcome = builder.rotate_keys(
+                connection, target, free, tokens, job.fill_nulls, fingerprints=_writers(job)
+            )
+            rotated, _, _ = _other_values(job, _SWEEP, outcome)
+    locked = set(free)
+    return rotated, [key for key in keys if key not in locked]
 
 
 class _Sweep:

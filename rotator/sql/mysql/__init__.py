@@ -162,6 +162,18 @@ class MySQLBuilder(RevokeMySQL, Builder):
         values = self._values(connection, target, tokens)
         return batch.run_batch(connection, target, (sql, params), values, fill_nulls)
 
+    def lock_free(
+        self, connection: BaseDatabaseWrapper, target: Target, keys: list[str]
+    ) -> list[str]:
+        n = BatchNames.of(connection, target)
+        sql = batch.lock_free_sql(n, len(keys), self.digests(connection, target, "t.").key_text)
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cur,
+        ):
+            cur.execute(sql, [self.key_param(target, str(k)) for k in keys])
+            return [str(key) for (key,) in cur.fetchall()]
+
     def count_present(
         self, connection: BaseDatabaseWrapper, target: Target, keys: list[Any]
     ) -> int:

@@ -167,6 +167,16 @@ def lock_sql(n: BatchNames, *, lower: bool) -> str:
     )
 
 
+def lock_free_sql(n: BatchNames, keys: int, key_text: str) -> str:
+    """A sweep's rows no other transaction holds, locked without waiting for the others
+    (each held one is then swept alone), as ``key_text`` (the checks' text of a key)."""
+    marks = ", ".join(["%s"] * keys)
+    return (
+        f"SELECT {key_text} FROM {n.table} AS t WHERE t.{n.pk} IN ({marks}) "
+        f"ORDER BY t.{n.pk} FOR UPDATE SKIP LOCKED"
+    )
+
+
 def held_sql(n: BatchNames) -> str:
     """The window's first row the batch could not lock, as (rn, key)."""
     return f"SELECT rn, CAST(k AS CHAR) FROM {n.window} WHERE NOT mine ORDER BY rn LIMIT 1"
