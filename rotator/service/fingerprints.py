@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
 from rotator.models import Fingerprint, FingerprintSet, Run, Writer
@@ -38,10 +39,10 @@ from rotator.target import Target
 CHECK_LIMIT = 100_000
 
 
-def readable(builder: Builder) -> str:
-    """What the checks read a run's fingerprints from, one row per fingerprint: on
-    PostgreSQL a view that also unnests the batches' FingerprintSet rows."""
-    return PROOF_ROWS if builder.fingerprints_in_batch else Fingerprint._meta.db_table
+def readable(builder: Builder, connection: BaseDatabaseWrapper) -> str:
+    """What the checks read a run's fingerprints from, one row per fingerprint: where
+    batches keep them in sets (PostgreSQL, MariaDB) a view that also unnests those."""
+    return PROOF_ROWS if builder.fingerprint_sets(connection) else Fingerprint._meta.db_table
 
 
 def analyze_proof(builder: Builder, target: Target) -> None:
@@ -55,10 +56,15 @@ def recorded(target: Target, proof_run_id: int) -> list[tuple[str, int | None]]:
     connection = connections[target.alias]
     builder = builder_for(connection)
     qn = connection.ops.quote_name
-    sql = f"SELECT {qn('key')}, digest FROM {qn(readable(builder))} WHERE run_id = %s"
+    sql = f"SELECT {qn('key')}, digest FROM {qn(readable(builder, connection))} WHERE run_id = %s"
     with connection.cursor() as cursor:
         cursor.execute(sql, [proof_run_id])
-        return [(str(key), digest) for key, digest in cursor.fetchall()]
+        return [(str(key), _number(digest)) for key, digest in cursor.fetchall()]
+
+
+def _number(digest: int | bytes | None) -> int | None:
+    """A digest as a number (MariaDB's sets keep its hex digits)."""
+    return int(digest, 16) if isinstance(digest, bytes | str) else digest
 
 
 def _exists(target: Target, proof_run_id: int) -> bool:
@@ -85,7 +91,8 @@ class Proof:
         builder.load_proof_key(connection, target, self.key, batches=True)
         spec = self.in_statements(builder)
         if spec is None:
-            table = Fingerprint._meta.db_table
+            model = FingerprintSet if builder.fingerprint_sets(connection) else Fingerprint
+            table = model._meta.db_table
             builder.fingerprint_window(connection, target, table, self.run_id, window)
         return spec
 
@@ -151,7 +158,7 @@ def stale_keys(
         raise AssertionError("unreachable: only a fingerprinted run is checked")
     connection = connections[target.alias]
     builder = builder_for(connection)
-    rows = readable(builder)
+    rows = readable(builder, connection)
     sql = builder.finish_check(connection, target, rows, Writer._meta.db_table, limit=limit)
     params: list[int] = [run.pk, proof.run_id]
     if sql is None:

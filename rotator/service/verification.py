@@ -102,7 +102,7 @@ def verify(
         )
     connection = connections[target.alias]
     builder = builder_for(connection)
-    rows = builder.checked_relation(readable(builder))
+    rows = builder.checked_relation(readable(builder, connection))
     queries = builder.verify_queries(connection, target, rows, stale_limit=MAX_KEYS + 1)
     what = f"--verify of {target.label} stopped; nothing was changed"
     try:
@@ -154,7 +154,7 @@ def _count(
         if proof is not None:
             builder.load_proof_key(connection, target, proof.key)
         builder.prepare_check(connection)
-        builder.copy_checked(connection, readable(builder), proof_id)
+        builder.copy_checked(connection, readable(builder, connection), proof_id)
         for done, name in enumerate(steps):
             if done:
                 step(done)

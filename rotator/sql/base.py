@@ -314,6 +314,19 @@ class Builder:
     #: writes one Fingerprint row per row.
     fingerprints_in_batch = False
 
+    def fingerprint_sets(self, connection: BaseDatabaseWrapper) -> bool:
+        """Whether a batch keeps its window's fingerprints in one FingerprintSet row, read
+        back through ``PROOF_ROWS`` (in the batch statement, or by ``fingerprint_window``),
+        rather than one Fingerprint row each."""
+        return self.fingerprints_in_batch
+
+    def proof_set_views(
+        self, connection: BaseDatabaseWrapper, fingerprints: str, sets: str
+    ) -> list[tuple[str, str]]:
+        """DDL (forward, backward) of migration 0011: the sets of a database whose
+        ``fingerprint_window`` writes them (PostgreSQL's came with 0010)."""
+        return []
+
     def proof_array_type(self, connection: BaseDatabaseWrapper, element: str) -> str:
         """The column type of a FingerprintSet's array of ``element``: unused text here."""
         return str(models.TextField().db_type(connection))

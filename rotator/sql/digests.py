@@ -27,6 +27,8 @@ PROOF_TABLE = "rotator_proof_key"
 #: The view (PostgreSQL) the checks read a run's fingerprints from, one row per
 #: fingerprint: the Fingerprint rows and the FingerprintSet arrays unnested.
 PROOF_ROWS = "rotator_fingerprint_rows"
+#: The view (MariaDB) the checks read a run's digests from, without their keys.
+PROOF_DIGESTS = "rotator_fingerprint_digests"
 
 
 def value_text(field: Any, value: Any) -> str:

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from django.db import connections, models
@@ -39,8 +40,16 @@ from rotator.sql.base import (
     verify_names,
 )
 from rotator.sql.connections import SESSION_KEYS
-from rotator.sql.digests import DIGEST_BYTES, PROOF_HEX, PROOF_TABLE, Digests
-from rotator.sql.mysql import batch, errors, leaked, liveness, plan
+from rotator.sql.digests import (
+    DIGEST_BYTES,
+    PROOF_DIGESTS,
+    PROOF_HEX,
+    PROOF_ROWS,
+    PROOF_TABLE,
+    Digests,
+    stale_queries,
+)
+from rotator.sql.mysql import batch, errors, leaked, liveness, plan, proof
 from rotator.sql.mysql.batch import (
     HEAP_BYTES,
     BatchNames,
@@ -272,6 +281,14 @@ class MySQLBuilder(RevokeMySQL, Builder):
             f"SELECT (SELECT count(*) FROM {n.table}) - count(DISTINCT t.{n.pk}) "
             f"{joined.format('')}"
         )
+        if fingerprints == PROOF_ROWS:
+            # Whether a row's digest is one of the run's needs no key: the digests view
+            # cuts them out of the sets without parsing their keys' JSON, which the
+            # counts by key parse once, in one census.
+            digests = replace(n, fp=connection.ops.quote_name(PROOF_DIGESTS))
+            keyed = self.keyed(connection, target, alias="t.")
+            queries.update(stale_queries(keyed, digests, stale_limit))
+            queries["census"] = proof.census_sql(n.fp, n.key, n.table, n.pk, n.col)
         return queries
 
     # The server's connections.
@@ -319,6 +336,41 @@ class MySQLBuilder(RevokeMySQL, Builder):
                 f"max_heap_table_size = GREATEST(@@max_heap_table_size, {HEAP_BYTES})"
             )
 
+    def fingerprint_sets(self, connection: BaseDatabaseWrapper) -> bool:
+        # MariaDB: the Sequence engine cuts the digests out of a set (proof.py).
+        return bool(mysql(connection).mysql_is_mariadb)
+
+    def proof_set_views(
+        self, connection: BaseDatabaseWrapper, fingerprints: str, sets: str
+    ) -> list[tuple[str, str]]:
+        return proof.views(fingerprints, sets) if self.fingerprint_sets(connection) else []
+
+    def fingerprint_window(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        fingerprints: str,
+        run_id: int,
+        window: Window,
+    ) -> None:
+        if not self.fingerprint_sets(connection):
+            super().fingerprint_window(connection, target, fingerprints, run_id, window)
+            return
+        n = Names.of(connection, target)
+        where = f"{n.pk} <= %s"
+        params = [self.key_param(target, window.hi)]
+        if window.lo is not None:
+            where, params = f"{n.pk} > %s AND {where}", [self.key_param(target, window.lo), *params]
+        integer = isinstance(target.pk, models.IntegerField | models.AutoField)
+        sql = proof.set_sql(
+            connection.ops.quote_name(fingerprints), n.pk, n.col, n.table, where, integer
+        )
+        with (
+            connection.wrap_database_errors,
+            contextlib.closing(connection.connection.cursor()) as cur,
+        ):
+            cur.execute(sql, [run_id, *params, window.limit])
+
     def load_proof_key(
         self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False
     ) -> None:
@@ -336,6 +388,8 @@ class MySQLBuilder(RevokeMySQL, Builder):
                 "ENGINE=MEMORY"
             )
             cur.execute(f"DELETE FROM {PROOF_TABLE}")
+            if self.fingerprint_sets(connection):
+                cur.execute(proof.SESSION_SQL)
             load_from_pipe(
                 cur,
                 lambda path: f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {PROOF_TABLE} (k)",
@@ -345,6 +399,8 @@ class MySQLBuilder(RevokeMySQL, Builder):
 
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
         col = Names.of(connection, target).col
+        if self.fingerprint_sets(connection):
+            return proof.keyed_hex(f"{alias}{col}")
         # The key as a scalar subquery, evaluated once (no join the optimizer could misjudge).
         hexed = f"SHA2(CONCAT((SELECT k FROM {PROOF_TABLE}), CAST({alias}{col} AS CHAR)), 256)"
         return f"CAST(CONV(LEFT({hexed}, {PROOF_HEX}), 16, 10) AS UNSIGNED)"

@@ -1,0 +1,81 @@
+"""The proof on MariaDB: one FingerprintSet row per batch (its keys as a JSON array, its
+digests as hex digits in one string), read back through two views, and Fingerprint rows
+written before migration 0011 read back in the same form."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from rotator.models import Fingerprint, FingerprintSet, Run
+from rotator.service import fingerprints
+from rotator.sql.digests import PROOF_DIGESTS, PROOF_HEX, keyed_digest
+from tests.conftest import fill
+from tests.support import fingerprints_of, rotate_directly, token_target, tokens
+
+pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def mariadb():
+    if not connection.mysql_is_mariadb:
+        pytest.skip("MySQL keeps a Fingerprint row per row")
+
+
+def digests_of(run_id: int) -> list[bytes | None]:
+    """What the checks compare with: the digests view, as hex digits."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT digest FROM {PROOF_DIGESTS} WHERE run_id = %s", [run_id])
+        return [digest for (digest,) in cursor.fetchall()]
+
+
+def test_a_batch_keeps_its_fingerprints_in_one_row_of_keys_and_hex_digests():
+    fill(1_000)
+    before = tokens()
+    report, _, _ = rotate_directly(workers=2, batch_size=50, verbosity=0, settle=0)
+    assert report.finished and report.verified
+    sets = list(FingerprintSet.objects.values_list("size", flat=True))
+    # One row per batch (20 or more batches), none per row.
+    assert len(sets) < 1_000 / 10 and sum(sets) == 1_000
+    assert not Fingerprint.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM rotator_fingerprintset "
+            f"WHERE JSON_LENGTH(`keys`) <> size OR LENGTH(digests) <> {PROOF_HEX} * size"
+        )
+        assert cursor.fetchone() == (0,)
+    key = fingerprints.derive_key(Run.objects.get())
+    # Every key with its own row's digest: the two lists line up.
+    assert dict(fingerprints_of()) == {
+        str(pk): keyed_digest(key, str(token)) for pk, token in before.items()
+    }
+    run_id = Run.objects.get().pk
+    assert sorted(digests_of(run_id)) == sorted(
+        f"{keyed_digest(key, str(token)):0{PROOF_HEX}x}".encode() for token in before.values()
+    )
+
+
+def test_fingerprint_rows_written_before_the_sets_read_back_the_same():
+    fill(10)
+    before = tokens()
+    run_id = Run.objects.create(
+        model="tickets.Ticket", field="token", database="default", total_rows=12
+    ).pk
+    key = "cd" * 32
+    Fingerprint.objects.bulk_create(
+        Fingerprint(run_id=run_id, key=str(pk), digest=keyed_digest(key, str(token)))
+        for pk, token in before.items()
+    )
+    Fingerprint.objects.create(run_id=run_id, key="small", digest=0x123)
+    Fingerprint.objects.create(run_id=run_id, key="null", digest=None)
+    assert dict(fingerprints.recorded(token_target(), run_id)) == {
+        **{str(pk): keyed_digest(key, str(token)) for pk, token in before.items()},
+        "small": 0x123,
+        "null": None,
+    }
+    # As the sets keep them: PROOF_HEX hex digits, leading zeros kept, NULL kept NULL.
+    assert sorted(digests_of(run_id), key=lambda d: d or b"") == [
+        None,
+        b"000000000000123",
+        *sorted(f"{keyed_digest(key, str(t)):0{PROOF_HEX}x}".encode() for t in before.values()),
+    ]
