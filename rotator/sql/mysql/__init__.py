@@ -12,7 +12,7 @@ No new value may be a bind parameter (see load.py). Two ways in instead:
 The builder is the registry's entry; the work is in one module per job:
 batch.py (the batch statements), load.py (LOAD DATA from a pipe), plan.py
 (planning), liveness.py (named locks, interrupting), errors.py (error
-numbers).
+numbers), proof.py (MariaDB's fingerprint sets and their views).
 """
 
 from __future__ import annotations
