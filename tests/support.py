@@ -90,6 +90,18 @@ def add_tickets(*ids: int) -> None:
     Ticket.objects.bulk_create(Ticket(pk=pk, subject=f"ticket {pk}") for pk in ids)
 
 
+def rotated_in_sets(rows: int) -> None:
+    """Rotate ``rows`` tickets in batches of 50 (20 or more batches) and check that each
+    batch kept its fingerprints in one FingerprintSet row, none in a row of its own."""
+    from rotator.models import Fingerprint, FingerprintSet
+
+    report, _, _ = rotate_directly(workers=2, batch_size=50, verbosity=0, settle=0)
+    assert report.finished and report.verified
+    sets = list(FingerprintSet.objects.values_list("size", flat=True))
+    assert len(sets) < rows / 10 and sum(sets) == rows
+    assert not Fingerprint.objects.exists()
+
+
 def fingerprints_of(run: Run | None = None) -> list[tuple[str, int | None]]:
     """(key, digest) of the fingerprints of ``run`` (of every run: None), as the checks
     read them (on PostgreSQL one batch's are one FingerprintSet row)."""

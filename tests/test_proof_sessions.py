@@ -11,12 +11,18 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 
-from rotator.models import Fingerprint, FingerprintSet, Run
+from rotator.models import Run
 from rotator.service import fingerprints
 from rotator.sql import builder_for
 from rotator.sql.digests import PROOF_TABLE, keyed_digest
 from tests.conftest import fill
-from tests.support import fingerprints_of, rotate_directly, token_target, tokens
+from tests.support import (
+    fingerprints_of,
+    rotate_directly,
+    rotated_in_sets,
+    token_target,
+    tokens,
+)
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
 
@@ -58,12 +64,7 @@ def test_each_worker_sends_the_key_once_not_per_batch(key_copies):
 
 def test_a_batch_keeps_its_fingerprints_in_one_row_of_two_arrays():
     fill(1_000)
-    report, _, _ = rotate_directly(workers=2, batch_size=50, verbosity=0)
-    assert report.finished
-    sets = list(FingerprintSet.objects.values_list("size", flat=True))
-    # One row per batch (20 or more batches), none per row.
-    assert len(sets) < 1_000 / 10 and sum(sets) == 1_000
-    assert not Fingerprint.objects.exists()
+    rotated_in_sets(1_000)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM rotator_fingerprintset "

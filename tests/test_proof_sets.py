@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from rotator.models import Fingerprint, FingerprintSet, Run
+from rotator.models import Fingerprint, Run
 from rotator.service import fingerprints
 from rotator.sql.digests import PROOF_DIGESTS, PROOF_HEX, keyed_digest
 from tests.conftest import fill
-from tests.support import fingerprints_of, rotate_directly, token_target, tokens
+from tests.support import fingerprints_of, rotated_in_sets, token_target, tokens
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
@@ -32,12 +32,7 @@ def digests_of(run_id: int) -> list[bytes | None]:
 def test_a_batch_keeps_its_fingerprints_in_one_row_of_keys_and_hex_digests():
     fill(1_000)
     before = tokens()
-    report, _, _ = rotate_directly(workers=2, batch_size=50, verbosity=0, settle=0)
-    assert report.finished and report.verified
-    sets = list(FingerprintSet.objects.values_list("size", flat=True))
-    # One row per batch (20 or more batches), none per row.
-    assert len(sets) < 1_000 / 10 and sum(sets) == 1_000
-    assert not Fingerprint.objects.exists()
+    rotated_in_sets(1_000)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM rotator_fingerprintset "
