@@ -7,11 +7,19 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from rotator.models import Fingerprint, Run
+from rotator.errors import RotatorError
+from rotator.models import Fingerprint, FingerprintSet, Run
 from rotator.service import fingerprints
 from rotator.sql.digests import PROOF_DIGESTS, PROOF_HEX, keyed_digest
+from rotator.sql.mysql import proof
 from tests.conftest import fill
-from tests.support import fingerprints_of, rotated_in_sets, token_target, tokens
+from tests.support import (
+    fingerprints_of,
+    rotate_directly,
+    rotated_in_sets,
+    token_target,
+    tokens,
+)
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
@@ -20,6 +28,10 @@ pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 def mariadb():
     if not connection.mysql_is_mariadb:
         pytest.skip("MySQL keeps a Fingerprint row per row")
+
+
+def run_id() -> int:
+    return Run.objects.get().pk
 
 
 def digests_of(run_id: int) -> list[bytes | None]:
@@ -74,3 +86,22 @@ def test_fingerprint_rows_written_before_the_sets_read_back_the_same():
         b"000000000000123",
         *sorted(f"{keyed_digest(key, str(t)):0{PROOF_HEX}x}".encode() for t in before.values()),
     ]
+
+
+@pytest.mark.parametrize("sql_mode", ["STRICT_TRANS_TABLES", ""], ids=["strict", "lenient"])
+def test_a_set_cut_short_by_the_server_is_refused_and_its_batch_rolled_back(monkeypatch, sql_mode):
+    fill(200)
+    before = tokens()
+    # A server whose group_concat_max_len a window's digests outgrow (50 x 15 bytes); a
+    # lenient one stores '' for the NULL that refuses the set, with a warning.
+    session = f"SET SESSION group_concat_max_len = 200, sql_mode = '{sql_mode}'"
+    monkeypatch.setattr(proof, "SESSION_SQL", session)
+    with pytest.raises(RotatorError) as refused:
+        rotate_directly(workers=1, batch_size=50, verbosity=0, settle=0)
+    assert str(refused.value) == (
+        "a batch's fingerprints did not fit in one row (the server's group_concat_max_len "
+        "or max_allowed_packet): pass a smaller --batch-size; 0/200 rows of "
+        f"tickets.Ticket.token rotated; run the same command again to resume run {run_id()}"
+    )
+    assert not FingerprintSet.objects.exists()
+    assert tokens() == before

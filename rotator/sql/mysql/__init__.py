@@ -365,11 +365,15 @@ class MySQLBuilder(RevokeMySQL, Builder):
         sql = proof.set_sql(
             connection.ops.quote_name(fingerprints), n.pk, n.col, n.table, where, integer
         )
-        with (
-            connection.wrap_database_errors,
-            contextlib.closing(connection.connection.cursor()) as cur,
-        ):
-            cur.execute(sql, [run_id, *params, window.limit])
+        raw = connection.connection
+        with connection.wrap_database_errors, contextlib.closing(raw.cursor()) as cur:
+            try:
+                cur.execute(sql, [run_id, *params, window.limit])
+            except MySQLdb.MySQLError as exc:  # strict: an error (1260, or 1048 for the NULL)
+                if proof.is_cut(exc):
+                    raise proof.incomplete() from None
+                raise
+            proof.refuse_cut(cur, raw)
 
     def load_proof_key(
         self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False

@@ -23,6 +23,9 @@ keeps a Fingerprint row per row.
 
 from __future__ import annotations
 
+from typing import Any
+
+from rotator.errors import RotatorError
 from rotator.sql.digests import PROOF_DIGESTS, PROOF_HEX, PROOF_ROWS, PROOF_TABLE
 
 #: What a set keeps for a NULL value (no digest): never a run of hex digits.
@@ -60,6 +63,35 @@ def set_sql(sets: str, pk: str, col: str, table: str, where: str, integer_key: b
         f"SELECT COUNT(*) AS n, CONCAT('[', GROUP_CONCAT({key}), ']') AS ks, "
         f"GROUP_CONCAT({digest} SEPARATOR '') AS ds FROM ({window}) AS w) AS a WHERE a.n > 0"
     )
+
+
+#: What a set cut short raises: a NULL into a NOT NULL column (an error where the server
+#: is strict, a warning and '' elsewhere), a list cut by ``group_concat_max_len``, a
+#: string past ``max_allowed_packet``. Other warnings (an unsafe statement for the binary
+#: log, say) leave the set whole.
+_CUT = {1048, 1260, 1301}
+
+
+def incomplete() -> RotatorError:
+    return RotatorError(
+        "a batch's fingerprints did not fit in one row (the server's group_concat_max_len "
+        "or max_allowed_packet): pass a smaller --batch-size"
+    )
+
+
+def refuse_cut(cur: Any, raw: Any) -> None:
+    """After a set's INSERT on a server that is not strict: a set cut short is refused
+    (the batch rolls back), never kept as a proof with rows missing."""
+    if not raw.warning_count():
+        return
+    cur.execute("SHOW WARNINGS")
+    if {int(code) for _, code, _ in cur.fetchall()} & _CUT:
+        raise incomplete()
+
+
+def is_cut(exc: BaseException) -> bool:
+    """Whether ``exc`` (the driver's) is a strict server refusing a set cut short."""
+    return bool(getattr(exc, "args", None)) and exc.args[0] in _CUT
 
 
 #: Once per session, before a batch writes a set: room for 100,000 keys of 255 characters.
