@@ -397,6 +397,18 @@ class Builder:
         """SQL and parameter comparing the key with a window's bound, as the batch does."""
         return "%s", self.key_param(target, text)
 
+    def window_where(
+        self, connection: BaseDatabaseWrapper, target: Target, window: Window
+    ) -> tuple[str, list[Any]]:
+        """The condition (and its parameters) selecting ``window``'s key range, as the
+        batch does (before its LIMIT)."""
+        pk = Names.of(connection, target).pk
+        hi_sql, hi = self.window_bound(connection, target, window.hi)
+        if window.lo is None:
+            return f"{pk} <= {hi_sql}", [hi]
+        lo_sql, lo = self.window_bound(connection, target, window.lo)
+        return f"{pk} > {lo_sql} AND {pk} <= {hi_sql}", [lo, hi]
+
     def fingerprint_window(
         self,
         connection: BaseDatabaseWrapper,
@@ -410,11 +422,7 @@ class Builder:
         qn = connection.ops.quote_name
         n = Names.of(connection, target)
         d = self.keyed(connection, target, alias="w.")
-        hi_sql, hi = self.window_bound(connection, target, window.hi)
-        where, params = f"{n.pk} <= {hi_sql}", [hi]
-        if window.lo is not None:
-            lo_sql, lo = self.window_bound(connection, target, window.lo)
-            where, params = f"{n.pk} > {lo_sql} AND {where}", [lo, hi]
+        where, params = self.window_where(connection, target, window)
         sql = (
             f"INSERT INTO {qn(fingerprints)} ({qn('run_id')}, {qn('key')}, {qn('digest')}) "
             f"SELECT %s, {d.key_text}, {d.digest} FROM (SELECT {n.pk}, {n.col} FROM {n.table} "

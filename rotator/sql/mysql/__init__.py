@@ -44,7 +44,6 @@ from rotator.sql.digests import (
     DIGEST_BYTES,
     PROOF_DIGESTS,
     PROOF_HEX,
-    PROOF_ROWS,
     PROOF_TABLE,
     Digests,
     stale_queries,
@@ -266,8 +265,16 @@ class MySQLBuilder(RevokeMySQL, Builder):
     def verify_queries(
         self, connection: BaseDatabaseWrapper, target: Target, fingerprints: str, stale_limit: int
     ) -> dict[str, str]:
-        queries = super().verify_queries(connection, target, fingerprints, stale_limit)
         n = verify_names(connection, target, fingerprints)
+        if self.fingerprint_sets(connection):
+            # Whether a row's digest is one of the run's needs no key: the digests view
+            # cuts them out of the sets without parsing their keys' JSON, which the
+            # counts by key parse once, in one census.
+            digests = replace(n, fp=connection.ops.quote_name(PROOF_DIGESTS))
+            keyed = self.keyed(connection, target, alias="t.")
+            census = proof.census_sql(n.fp, n.key, n.table, n.pk, n.col)
+            return {**stale_queries(keyed, digests, stale_limit), "census": census}
+        queries = super().verify_queries(connection, target, fingerprints, stale_limit)
         # Deleted and born by one join from the run's fingerprints into the primary key
         # (eq_ref: the key's text converts to the key, the key itself stays indexed):
         # a NOT IN over the keys as text in a binary collation was not materialised and
@@ -281,14 +288,6 @@ class MySQLBuilder(RevokeMySQL, Builder):
             f"SELECT (SELECT count(*) FROM {n.table}) - count(DISTINCT t.{n.pk}) "
             f"{joined.format('')}"
         )
-        if fingerprints == PROOF_ROWS:
-            # Whether a row's digest is one of the run's needs no key: the digests view
-            # cuts them out of the sets without parsing their keys' JSON, which the
-            # counts by key parse once, in one census.
-            digests = replace(n, fp=connection.ops.quote_name(PROOF_DIGESTS))
-            keyed = self.keyed(connection, target, alias="t.")
-            queries.update(stale_queries(keyed, digests, stale_limit))
-            queries["census"] = proof.census_sql(n.fp, n.key, n.table, n.pk, n.col)
         return queries
 
     # The server's connections.
@@ -357,10 +356,7 @@ class MySQLBuilder(RevokeMySQL, Builder):
             super().fingerprint_window(connection, target, fingerprints, run_id, window)
             return
         n = Names.of(connection, target)
-        where = f"{n.pk} <= %s"
-        params = [self.key_param(target, window.hi)]
-        if window.lo is not None:
-            where, params = f"{n.pk} > %s AND {where}", [self.key_param(target, window.lo), *params]
+        where, params = self.window_where(connection, target, window)
         integer = isinstance(target.pk, models.IntegerField | models.AutoField)
         sql = proof.set_sql(
             connection.ops.quote_name(fingerprints), n.pk, n.col, n.table, where, integer
