@@ -272,3 +272,27 @@ class Writer(models.Model):
 
     def __str__(self) -> str:
         return f"writer {self.xid} of run {self.run_id}"
+
+
+class Seal(models.Model):
+    """A key range as a run's batch left it (MariaDB): a keyed checksum of its rows.
+
+    MariaDB has no ``xmin`` to tell which rows a batch left as they are, so each batch
+    of an integer-keyed table seals the range it rotated, ``(lo, hi]``, in its own
+    transaction: ``seal`` is a keyed hash of the range's row count and the XOR of a
+    64-bit checksum of each row's key and value. The check that finishes a run
+    recomputes every seal (one cheap pass over the table) and hashes only the rows
+    outside the ranges whose seal still holds: rows the application wrote since their
+    batch, rows born or never rotated. A batch that left a row to the application
+    (changed while it ran) seals nothing. ``--verify`` always hashes every row.
+    """
+
+    run = _rows_of_run("seals")
+    lo = models.CharField(
+        max_length=255, null=True, help_text="Exclusive lower key, as text; NULL: none."
+    )
+    hi = models.CharField(max_length=255, help_text="Inclusive upper key, as text.")
+    seal = models.CharField(max_length=32, help_text="Keyed hash of the range's rows.")
+
+    def __str__(self) -> str:
+        return f"seal ({self.lo}, {self.hi}] of run {self.run_id}"

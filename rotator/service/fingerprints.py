@@ -22,14 +22,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rotator.errors import RotatorError
-from rotator.models import Fingerprint, FingerprintSet, Run, Writer
+from rotator.models import Fingerprint, FingerprintSet, Run, Seal, Writer
 from rotator.sql import Builder, builder_for
 from rotator.sql.base import Fingerprinting, Window
 from rotator.sql.digests import PROOF_ROWS
@@ -96,6 +98,21 @@ class Proof:
             builder.fingerprint_window(connection, target, table, self.run_id, window)
         return spec
 
+    def seal(
+        self, builder: Builder, target: Target, window: Window, last: str | None, whole: bool
+    ) -> None:
+        """Inside the batch transaction, after its UPDATE: seal the range it rotated,
+        ``(window.lo, last]``, where the builder seals (``Builder.seals``); ``whole``:
+        the batch left no row of it to the application (else nothing is sealed, and the
+        final check hashes the range)."""
+        connection = connections[target.alias]
+        if last is None or not whole or not builder.seals(connection, target):
+            return
+        value = builder.seal(connection, target, window.lo, last)
+        Seal.objects.using(target.alias).create(
+            run_id=self.writer_run, lo=window.lo, hi=last, seal=value
+        )
+
     def in_statements(self, builder: Builder) -> Fingerprinting | None:
         """What ``builder``'s batch statements write themselves (the window's fingerprints,
         their writers), or None where it writes neither (``fingerprint_window`` instead)."""
@@ -152,7 +169,9 @@ def stale_keys(
     values: written back by the application after their batch, or never rotated.
 
     Where the builder knows which transactions wrote the run's rows
-    (``Builder.finish_check``, PostgreSQL), only the rows written by others are hashed."""
+    (``Builder.finish_check``, PostgreSQL), only the rows written by others are hashed;
+    where its batches seal their ranges (``Builder.seals``, MariaDB), only the rows
+    outside the ranges whose seal still holds (``unsealed``)."""
     proof = proof_for(run)
     if proof is None:
         raise AssertionError("unreachable: only a fingerprinted run is checked")
@@ -169,6 +188,9 @@ def stale_keys(
     with transaction.atomic(using=target.alias):
         builder.load_proof_key(connection, target, proof.key)
         builder.prepare_check(connection)
+        if builder.seals(connection, target):
+            gaps = unsealed(builder, target, run)
+            return builder.stale_in(connection, target, gaps, limit, proof.run_id)
         # The driver's own cursor: the statements use its placeholder (Digests.param).
         with (
             connection.wrap_database_errors,
@@ -176,3 +198,40 @@ def stale_keys(
         ):
             cursor.execute(sql, params)
             return [str(k) for (k,) in cursor.fetchall()]
+
+
+#: Gaps past which the check hashes every row (one condition per gap).
+MAX_GAPS = 1_000
+
+
+def unsealed(builder: Builder, target: Target, run: Run) -> list[tuple[Any, Any]]:
+    """In the check's transaction: the key ranges ``(lo, hi]`` (typed keys, None unbounded)
+    outside every range whose seal (``models.Seal``) still holds: rows written since
+    their batch, deleted, born, or left unsealed. Integer keys (``Builder.seals``)."""
+    connection = connections[target.alias]
+    sealed = list(
+        Seal.objects.using(target.alias).filter(run_id=run.pk).values_list("lo", "hi", "seal")
+    )
+    now = builder.seals_now(connection, target, [(lo, hi) for lo, hi, _ in sealed])
+    intact = [
+        (None if lo is None else int(lo), int(hi))
+        for (lo, hi, seal), seal_now in zip(sealed, now, strict=True)
+        if seal == seal_now
+    ]
+    gaps = gaps_between(intact)
+    return gaps if len(gaps) <= MAX_GAPS else [(None, None)]
+
+
+def gaps_between(ranges: list[tuple[int | None, int]]) -> list[tuple[int | None, int | None]]:
+    """The key ranges ``(lo, hi]`` (None unbounded) that none of ``ranges`` covers."""
+    if not ranges:
+        return [(None, None)]
+    ranges = sorted(ranges, key=lambda r: -math.inf if r[0] is None else r[0])
+    first_lo, covered = ranges[0]
+    gaps: list[tuple[int | None, int | None]] = [] if first_lo is None else [(None, first_lo)]
+    for lo, hi in ranges[1:]:
+        if lo is not None and lo > covered:
+            gaps.append((covered, lo))
+        covered = max(covered, hi)
+    gaps.append((covered, None))
+    return gaps

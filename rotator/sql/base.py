@@ -431,6 +431,39 @@ class Builder:
         with connection.cursor() as cursor:
             cursor.execute(sql, [run_id, *params, window.limit])
 
+    # Seals (models.Seal): what a batch left as it wrote it, where no row version says.
+
+    def seals(self, connection: BaseDatabaseWrapper, target: Target) -> bool:
+        """Whether each batch seals the range it rotated (``seal``), so that the check
+        finishing a run hashes only the rows outside the ranges still sealed
+        (``stale_in``): where nothing else tells which rows the run's batches left as
+        they are (PostgreSQL's ``finish_check`` reads ``xmin``)."""
+        return False
+
+    def seal(self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str) -> str:
+        """In a batch's transaction, after its UPDATE: the seal of the keys ``(lo, hi]``
+        (as text; ``lo`` None: no lower bound), keyed with the run's key
+        (``load_proof_key``)."""
+        raise AssertionError("unreachable: seals() is False here")
+
+    def seals_now(
+        self, connection: BaseDatabaseWrapper, target: Target, ranges: list[tuple[str | None, str]]
+    ) -> list[str]:
+        """In the check's transaction: the seal each of ``ranges`` has now, in order."""
+        raise AssertionError("unreachable: seals() is False here")
+
+    def stale_in(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        gaps: list[tuple[Any, Any]],
+        limit: int,
+        proof_run_id: int,
+    ) -> list[str]:
+        """In the check's transaction: keys of the rows in ``gaps`` (typed keys ``(lo, hi]``,
+        None unbounded) that hold one of the proof's fingerprinted values."""
+        raise AssertionError("unreachable: seals() is False here")
+
     def high_water_bound(
         self, connection: BaseDatabaseWrapper, target: Target, text: str
     ) -> tuple[str, Any]:

@@ -80,7 +80,7 @@ class MySQLBuilder(RevokeMySQL, Builder):
 
     def key_param(self, target: Target, text: str) -> Any:
         # An integer key compared with a string would be compared as a double.
-        integer = isinstance(target.pk, models.IntegerField | models.AutoField)
+        integer = _integer_key(target)
         return int(text) if integer else text
 
     # The session and the batch.
@@ -357,7 +357,7 @@ class MySQLBuilder(RevokeMySQL, Builder):
             return
         n = Names.of(connection, target)
         where, params = self.window_where(connection, target, window)
-        integer = isinstance(target.pk, models.IntegerField | models.AutoField)
+        integer = _integer_key(target)
         sql = proof.set_sql(
             connection.ops.quote_name(fingerprints), n.pk, n.col, n.table, where, integer
         )
@@ -370,6 +370,60 @@ class MySQLBuilder(RevokeMySQL, Builder):
                     raise proof.incomplete() from None
                 raise
             proof.refuse_cut(cur, raw)
+
+    # Seals (proof.py): InnoDB has no xmin to tell which rows a batch left as they are.
+
+    def seals(self, connection: BaseDatabaseWrapper, target: Target) -> bool:
+        # An integer key: ranges the service can merge and take the complement of.
+        return self.fingerprint_sets(connection) and _integer_key(target)
+
+    def seal(self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str) -> str:
+        n = Names.of(connection, target)
+        bounds = [self.key_param(target, k) for k in (lo, hi) if k is not None]
+        return self._seals(
+            connection, proof.seal_sql(n.pk, n.col, n.table, lo is not None), bounds
+        )[0]
+
+    def seals_now(
+        self, connection: BaseDatabaseWrapper, target: Target, ranges: list[tuple[str | None, str]]
+    ) -> list[str]:
+        n = Names.of(connection, target)
+        seals: list[str] = []
+        for start in range(0, len(ranges), _SEALS_PER_STATEMENT):
+            chunk = ranges[start : start + _SEALS_PER_STATEMENT]
+            sql = proof.seals_sql(n.pk, n.col, n.table, [lo is not None for lo, _ in chunk])
+            bounds = [self.key_param(target, k) for r in chunk for k in r if k is not None]
+            seals += self._seals(connection, sql, bounds)
+        return seals
+
+    def _seals(self, connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        # One row per range (numbered first where several are asked at once), in order.
+        return [
+            _text(row[-1]) for row in sorted(rows, key=lambda row: row[0] if len(row) > 1 else 0)
+        ]
+
+    def stale_in(
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        gaps: list[tuple[Any, Any]],
+        limit: int,
+        proof_run_id: int,
+    ) -> list[str]:
+        n = Names.of(connection, target)
+        where, params = proof.gaps_where(f"t.{n.pk}", gaps)
+        with connection.cursor() as cursor:
+            # Most often none (no row written since its batch, none born): nothing to hash.
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {n.table} t WHERE {where})", params)
+            if not cursor.fetchone()[0]:
+                return []
+            keyed = self.keyed(connection, target, alias="t.")
+            sql = proof.stale_in_sql(keyed.key_text, keyed.digest, n.table, n.pk, where, limit)
+            cursor.execute(sql, [*params, proof_run_id])
+            return [_text(key) for (key,) in cursor.fetchall()]
 
     def load_proof_key(
         self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False
@@ -404,6 +458,18 @@ class MySQLBuilder(RevokeMySQL, Builder):
         # The key as a scalar subquery, evaluated once (no join the optimizer could misjudge).
         hexed = f"SHA2(CONCAT((SELECT k FROM {PROOF_TABLE}), CAST({alias}{col} AS CHAR)), 256)"
         return f"CAST(CONV(LEFT({hexed}, {PROOF_HEX}), 16, 10) AS UNSIGNED)"
+
+
+#: Ranges one statement recomputes the seals of (``seals_now``).
+_SEALS_PER_STATEMENT = 100
+
+
+def _integer_key(target: Target) -> bool:
+    return isinstance(target.pk, models.IntegerField | models.AutoField)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 __all__ = ["MySQLBuilder"]

@@ -150,3 +150,62 @@ def views(fingerprints: str, sets: str) -> list[tuple[str, str]]:
         (rows, f"DROP VIEW {PROOF_ROWS}"),
         (digests, f"DROP VIEW {PROOF_DIGESTS}"),
     ]
+
+
+# Seals (models.Seal): where MariaDB has no xmin, a batch's keyed checksum of its range.
+
+
+def _checksum(pk: str, col: str) -> str:
+    """64 bits of a row's key and value: CRC32 of both, in both orders (NULL for NULL)."""
+    return f"CRC32(CONCAT({pk}, ' ', {col})) << 32 | CRC32(CONCAT({col}, ' ', {pk}))"
+
+
+def _seal(pk: str, col: str) -> str:
+    """The seal of the rows selected: a keyed hash (the run's key, as the fingerprints)
+    of their count, their non-NULL count and the XOR of their checksums."""
+    summary = (
+        f"CONCAT((SELECT k FROM {PROOF_TABLE}), ' ', COUNT(*), ' ', COUNT({col}), ' ', "
+        f"COALESCE(BIT_XOR({_checksum(pk, col)}), 0))"
+    )
+    return f"LEFT(SHA2({summary}, 256), 32)"
+
+
+def _range(pk: str, lower: bool) -> str:
+    return f"{pk} > %s AND {pk} <= %s" if lower else f"{pk} <= %s"
+
+
+def seal_sql(pk: str, col: str, table: str, lower: bool) -> str:
+    """The seal of the range ``(lo, hi]`` (parameters: lo where ``lower``, hi): a plain
+    read, which locks nothing (the batch already holds the rows it rotated)."""
+    return f"SELECT {_seal(pk, col)} FROM {table} WHERE {_range(pk, lower)}"
+
+
+def seals_sql(pk: str, col: str, table: str, lowers: list[bool]) -> str:
+    """The seals of several ranges at once, numbered from 0 (``seal_sql``'s parameters,
+    one range after the other): each is a range scan of the primary key."""
+    return " UNION ALL ".join(
+        f"SELECT {i}, {_seal(pk, col)} FROM {table} WHERE {_range(pk, lower)}"
+        for i, lower in enumerate(lowers)
+    )
+
+
+def stale_in_sql(key_text: str, digest: str, table: str, pk: str, where: str, limit: int) -> str:
+    """The stale check over the rows ``where`` selects only (parameter after its own: the
+    proof's run). The run's digests are materialized once (``in_to_exists`` off): a few
+    rows must not make MariaDB cut the digests out of every set once per row."""
+    return (
+        "SET STATEMENT optimizer_switch='in_to_exists=off' FOR "
+        f"SELECT {key_text} FROM {table} t WHERE ({where}) AND {digest} IN "
+        f"(SELECT digest FROM {PROOF_DIGESTS} WHERE run_id = %s AND digest IS NOT NULL) "
+        f"ORDER BY t.{pk} LIMIT {int(limit)}"
+    )
+
+
+def gaps_where(pk: str, gaps: list[tuple[Any, Any]]) -> tuple[str, list[Any]]:
+    """The condition selecting keys in any of ``gaps`` ``(lo, hi]`` (None: unbounded)."""
+    terms, params = [], []
+    for lo, hi in gaps:
+        term = [f"{pk} > %s"] * (lo is not None) + [f"{pk} <= %s"] * (hi is not None)
+        terms.append(" AND ".join(term) or "TRUE")
+        params += [b for b in (lo, hi) if b is not None]
+    return " OR ".join(f"({t})" for t in terms) or "FALSE", params
