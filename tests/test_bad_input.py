@@ -221,7 +221,7 @@ def test_unapplied_migrations(rotator_unmigrated):
     before = rows()
     assert refused("regenerate_token_async") == (
         "database 'default' has unapplied migrations "
-        "(rotator.0001_initial, rotator.0002_live_table, rotator.0003_fingerprints and 8 more); "
+        "(rotator.0001_initial, rotator.0002_live_table, rotator.0003_fingerprints and 9 more); "
         "run: python manage.py migrate --database default"
     )
     assert rows() == before
