@@ -13,6 +13,7 @@ from rotator.models import Run, Seal
 from rotator.service import fingerprints
 from rotator.service.verification import verify
 from rotator.sql import builder_for
+from rotator.sql.base import Outcome, Window
 from tests.conftest import fill
 from tests.support import rotate_directly, token_target, tokens
 
@@ -92,10 +93,31 @@ def test_the_final_check_trusts_an_intact_seal_where_verify_hashes_every_row():
     seal = next(s for s in Seal.objects.filter(run=run) if int(s.lo or 0) < key <= int(s.hi))
     with transaction.atomic():
         builder.load_proof_key(connection, target, fingerprints.derive_key(run))
-        seal.seal = builder.seal(connection, target, seal.lo, seal.hi)
+        _, seal.seal = builder.seal(connection, target, seal.lo, seal.hi)
     seal.save()
     assert stale(run) == []
     assert verify(target).stale == 1
+
+
+def test_a_range_holding_a_row_its_batch_did_not_see_or_left_to_the_application_is_not_sealed():
+    run, before = rotated(100)
+    keys = sorted(before)
+    window = Window(str(keys[10]), str(keys[20]), 50)  # ten rows: keys[11] to keys[20]
+    proof = fingerprints.proof_for(run)
+    target, builder = token_target(), builder_for(connection)
+
+    def sealed(outcome: Outcome, whole: bool = True) -> bool:
+        Seal.objects.all().delete()
+        with transaction.atomic():
+            builder.load_proof_key(connection, target, proof.key)
+            proof.seal(builder, target, window, outcome, whole=whole)
+        return Seal.objects.exists()
+
+    assert sealed(Outcome(seen=10, last=window.hi, rotated=10))
+    # Nine seen by the batch: the tenth was inserted into its range while it ran.
+    assert not sealed(Outcome(seen=9, last=window.hi, rotated=9))
+    # A row the application changed while the batch ran: the batch left it alone.
+    assert not sealed(Outcome(seen=10, last=window.hi, rotated=9), whole=False)
 
 
 def test_a_seal_is_keyed_with_the_runs_key():
@@ -104,7 +126,7 @@ def test_a_seal_is_keyed_with_the_runs_key():
     target, builder = token_target(), builder_for(connection)
     with transaction.atomic():
         builder.load_proof_key(connection, target, "ab" * 32)
-        assert builder.seal(connection, target, seal.lo, seal.hi) != seal.seal
+        assert builder.seal(connection, target, seal.lo, seal.hi)[1] != seal.seal
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from rotator.errors import RotatorError
 from rotator.models import Fingerprint, FingerprintSet, Run, Seal, Writer
 from rotator.sql import Builder, builder_for
-from rotator.sql.base import Fingerprinting, Window
+from rotator.sql.base import Fingerprinting, Outcome, Window
 from rotator.sql.digests import PROOF_ROWS
 from rotator.target import Target
 
@@ -99,18 +99,21 @@ class Proof:
         return spec
 
     def seal(
-        self, builder: Builder, target: Target, window: Window, last: str | None, whole: bool
+        self, builder: Builder, target: Target, window: Window, outcome: Outcome, whole: bool
     ) -> None:
         """Inside the batch transaction, after its UPDATE: seal the range it rotated,
-        ``(window.lo, last]``, where the builder seals (``Builder.seals``); ``whole``:
-        the batch left no row of it to the application (else nothing is sealed, and the
-        final check hashes the range)."""
+        ``(window.lo, outcome.last]``, where the builder seals (``Builder.seals``);
+        ``whole``: the batch left no row of it to the application. Otherwise, or when the
+        range holds a row its window did not (inserted meanwhile), nothing is sealed and
+        the final check hashes the range."""
         connection = connections[target.alias]
-        if last is None or not whole or not builder.seals(connection, target):
+        if outcome.last is None or not whole or not builder.seals(connection, target):
             return
-        value = builder.seal(connection, target, window.lo, last)
+        rows, value = builder.seal(connection, target, window.lo, outcome.last)
+        if rows != outcome.seen:
+            return
         Seal.objects.using(target.alias).create(
-            run_id=self.writer_run, lo=window.lo, hi=last, seal=value
+            run_id=self.writer_run, lo=window.lo, hi=outcome.last, seal=value
         )
 
     def in_statements(self, builder: Builder) -> Fingerprinting | None:

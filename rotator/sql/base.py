@@ -440,9 +440,11 @@ class Builder:
         they are (PostgreSQL's ``finish_check`` reads ``xmin``)."""
         return False
 
-    def seal(self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str) -> str:
-        """In a batch's transaction, after its UPDATE: the seal of the keys ``(lo, hi]``
-        (as text; ``lo`` None: no lower bound), keyed with the run's key
+    def seal(
+        self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str
+    ) -> tuple[int, str]:
+        """In a batch's transaction, after its UPDATE: the rows of the keys ``(lo, hi]``
+        (as text; ``lo`` None: no lower bound) and their seal, keyed with the run's key
         (``load_proof_key``)."""
         raise AssertionError("unreachable: seals() is False here")
 

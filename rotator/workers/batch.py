@@ -154,7 +154,7 @@ def run_batch(job: Job, lease: Lease, limit: int) -> BatchResult:
         )
         rotated, missed, collisions = _other_values(job, lease, outcome)
         if job.proof is not None:
-            job.proof.seal(builder, target, window, outcome.last, whole=not missed)
+            job.proof.seal(builder, target, window, outcome, whole=not missed)
         kept = builder.count_present(connection, target, missed) if missed else 0
         done = outcome.seen < window.limit and outcome.held is None
         cursor = outcome.last if outcome.last is not None else lease.cursor_text

@@ -377,12 +377,15 @@ class MySQLBuilder(RevokeMySQL, Builder):
         # An integer key: ranges the service can merge and take the complement of.
         return self.fingerprint_sets(connection) and _integer_key(target)
 
-    def seal(self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str) -> str:
+    def seal(
+        self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str
+    ) -> tuple[int, str]:
         n = Names.of(connection, target)
         bounds = [self.key_param(target, k) for k in (lo, hi) if k is not None]
-        return self._seals(
-            connection, proof.seal_sql(n.pk, n.col, n.table, lo is not None), bounds
-        )[0]
+        with connection.cursor() as cursor:
+            cursor.execute(proof.seal_sql(n.pk, n.col, n.table, lo is not None), bounds)
+            rows, seal = cursor.fetchone()
+        return int(rows), _text(seal)
 
     def seals_now(
         self, connection: BaseDatabaseWrapper, target: Target, ranges: list[tuple[str | None, str]]
@@ -393,17 +396,10 @@ class MySQLBuilder(RevokeMySQL, Builder):
             chunk = ranges[start : start + _SEALS_PER_STATEMENT]
             sql = proof.seals_sql(n.pk, n.col, n.table, [lo is not None for lo, _ in chunk])
             bounds = [self.key_param(target, k) for r in chunk for k in r if k is not None]
-            seals += self._seals(connection, sql, bounds)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, bounds)
+                seals += [_text(seal) for _, seal in sorted(cursor.fetchall())]
         return seals
-
-    def _seals(self, connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[str]:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        # One row per range (numbered first where several are asked at once), in order.
-        return [
-            _text(row[-1]) for row in sorted(rows, key=lambda row: row[0] if len(row) > 1 else 0)
-        ]
 
     def stale_in(
         self,

@@ -175,9 +175,9 @@ def _range(pk: str, lower: bool) -> str:
 
 
 def seal_sql(pk: str, col: str, table: str, lower: bool) -> str:
-    """The seal of the range ``(lo, hi]`` (parameters: lo where ``lower``, hi): a plain
-    read, which locks nothing (the batch already holds the rows it rotated)."""
-    return f"SELECT {_seal(pk, col)} FROM {table} WHERE {_range(pk, lower)}"
+    """The rows of the range ``(lo, hi]`` (parameters: lo where ``lower``, hi) and its
+    seal: a plain read, which locks nothing (the batch already holds its rows)."""
+    return f"SELECT COUNT(*), {_seal(pk, col)} FROM {table} WHERE {_range(pk, lower)}"
 
 
 def seals_sql(pk: str, col: str, table: str, lowers: list[bool]) -> str:
