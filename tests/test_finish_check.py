@@ -88,3 +88,19 @@ def test_a_run_after_another_fingerprints_under_its_own_key():
     key = fingerprints.derive_key(second)
     prints = dict(fingerprints_of(second))
     assert prints == {str(pk): keyed_digest(key, str(token)) for pk, token in between.items()}
+
+
+# MariaDB's seals (tests/test_seals.py): what the final check hashes is what no intact
+# seal covers.
+@pytest.mark.parametrize(
+    ("ranges", "gaps"),
+    [
+        ([], [(None, None)]),
+        ([(None, 10), (10, 20), (20, 30)], [(30, None)]),
+        ([(20, 30), (None, 10)], [(10, 20), (30, None)]),
+        ([(5, 10), (10, 20)], [(None, 5), (20, None)]),
+        ([(None, 10), (30, 40), (10, 20)], [(20, 30), (40, None)]),
+    ],
+)
+def test_the_gaps_between_ranges_are_what_no_range_covers(ranges, gaps):
+    assert fingerprints.gaps_between(ranges) == gaps

@@ -127,17 +127,3 @@ def test_a_seal_is_keyed_with_the_runs_key():
     with transaction.atomic():
         builder.load_proof_key(connection, target, "ab" * 32)
         assert builder.seal(connection, target, seal.lo, seal.hi)[1] != seal.seal
-
-
-@pytest.mark.parametrize(
-    ("ranges", "gaps"),
-    [
-        ([], [(None, None)]),
-        ([(None, 10), (10, 20), (20, 30)], [(30, None)]),
-        ([(20, 30), (None, 10)], [(10, 20), (30, None)]),
-        ([(5, 10), (10, 20)], [(None, 5), (20, None)]),
-        ([(None, 10), (30, 40), (10, 20)], [(20, 30), (40, None)]),
-    ],
-)
-def test_the_gaps_between_ranges_are_what_no_range_covers(ranges, gaps):
-    assert fingerprints.gaps_between(ranges) == gaps
