@@ -279,12 +279,13 @@ class Seal(models.Model):
 
     MariaDB has no ``xmin`` to tell which rows a batch left as they are, so each batch
     of an integer-keyed table seals the range it rotated, ``(lo, hi]``, in its own
-    transaction: ``seal`` is a keyed hash of the range's row count and the XOR of a
-    64-bit checksum of each row's key and value. The check that finishes a run
-    recomputes every seal (one cheap pass over the table) and hashes only the rows
-    outside the ranges whose seal still holds: rows the application wrote since their
-    batch, rows born or never rotated. A batch that left a row to the application
-    (changed while it ran) seals nothing. ``--verify`` always hashes every row.
+    transaction: ``seal`` is a keyed hash of the range's row count, its non-NULL count
+    and the XOR of a 64-bit checksum of each row's key and value. The check that
+    finishes a run recomputes every seal (one cheap pass over the table) and hashes
+    only the rows outside the ranges whose seal still holds: rows the application
+    wrote since their batch, rows born or never rotated. A batch that left a row to
+    the application (changed while it ran), or whose range holds a row its window
+    did not (inserted meanwhile), seals nothing. ``--verify`` always hashes every row.
     """
 
     run = _rows_of_run("seals")
