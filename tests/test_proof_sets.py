@@ -4,6 +4,8 @@ written before migration 0011 read back in the same form."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import connection
 
@@ -12,6 +14,7 @@ from rotator.models import Fingerprint, FingerprintSet, Run
 from rotator.service import fingerprints
 from rotator.sql.digests import PROOF_DIGESTS, PROOF_HEX, keyed_digest
 from rotator.sql.mysql import proof
+from tests import live_mysql
 from tests.conftest import fill
 from tests.support import (
     fingerprints_of,
@@ -105,3 +108,28 @@ def test_a_set_cut_short_by_the_server_is_refused_and_its_batch_rolled_back(monk
     )
     assert not FingerprintSet.objects.exists()
     assert tokens() == before
+
+
+def test_a_window_cut_short_by_a_row_the_application_holds_fingerprints_only_its_rows():
+    fill(40)
+    before = tokens()
+    held = sorted(before)[11]
+    app = live_mysql.connect()
+    live_mysql.execute(app, "BEGIN")
+    live_mysql.execute(app, "SELECT 1 FROM tickets_ticket WHERE id = %s FOR UPDATE", [held])
+    # The first window (20 rows) ends before the held row; the next starts there and
+    # waits for it, until the application commits.
+    release = threading.Timer(0.5, app.commit)
+    release.start()
+    try:
+        report, _, _ = rotate_directly(workers=1, shards=1, batch_size=20, verbosity=0, settle=0)
+    finally:
+        release.join()
+        app.close()
+    assert report.finished and report.verified
+    # Each row once: the set holds the rows its batch rotated, not its whole first window.
+    assert list(FingerprintSet.objects.order_by("pk").values_list("size", flat=True))[0] == 11
+    prints = fingerprints_of()
+    assert len(prints) == 40
+    key = fingerprints.derive_key(Run.objects.get())
+    assert dict(prints) == {str(pk): keyed_digest(key, str(t)) for pk, t in before.items()}

@@ -93,7 +93,7 @@ def test_the_final_check_trusts_an_intact_seal_where_verify_hashes_every_row():
     seal = next(s for s in Seal.objects.filter(run=run) if int(s.lo or 0) < key <= int(s.hi))
     with transaction.atomic():
         builder.load_proof_key(connection, target, fingerprints.derive_key(run))
-        _, seal.seal = builder.seal(connection, target, seal.lo, seal.hi)
+        (seal.seal,) = builder.seals_now(connection, target, [(seal.lo, seal.hi)])
     seal.save()
     assert stale(run) == []
     assert verify(target).stale == 1
@@ -126,4 +126,4 @@ def test_a_seal_is_keyed_with_the_runs_key():
     target, builder = token_target(), builder_for(connection)
     with transaction.atomic():
         builder.load_proof_key(connection, target, "ab" * 32)
-        assert builder.seal(connection, target, seal.lo, seal.hi)[1] != seal.seal
+        assert builder.seals_now(connection, target, [(seal.lo, seal.hi)]) != [seal.seal]

@@ -1,13 +1,13 @@
 """The proof: keyed fingerprints of every row's pre-rotation value, and the check against them.
 
 Each batch fingerprints its window in its own transaction: on PostgreSQL in the
-batch statement itself, from the old values it reads (``fingerprints_in_batch``),
-elsewhere by one INSERT ... SELECT before its UPDATE
-(``Builder.fingerprint_window``). There is no separate pass over the table,
-and a rolled-back batch leaves no fingerprint behind. A fingerprint is keyed (see
-``models.Fingerprint``): the key is derived from ``settings.SECRET_KEY`` and the
-run and never stored, so a copy of the database cannot be searched for a guessed
-value. A run restarted
+batch statement itself, on MariaDB from the batch's own copy of the window, both
+from the old values the batch read (``Builder.fingerprints_in_batch``); elsewhere by
+one INSERT ... SELECT before its UPDATE (``Builder.fingerprint_window``). There is
+no separate pass over the table, and a rolled-back batch leaves no fingerprint
+behind. A fingerprint is keyed (see ``models.Fingerprint``): the key is derived
+from ``settings.SECRET_KEY`` and the run and never stored, so a copy of the
+database cannot be searched for a guessed value. A run restarted
 with ``--restart`` keeps the proof of the run it replaces (its fingerprints,
 of the values before the first run, under that run's key) and adds its own
 windows' values to it: a row the first run rotated has two fingerprints there,
@@ -91,10 +91,9 @@ class Proof:
         statement does it itself, return what it needs for that."""
         connection = connections[target.alias]
         builder.load_proof_key(connection, target, self.key, batches=True)
-        spec = self.in_statements(builder)
+        spec = self.in_statements(builder, connection)
         if spec is None:
-            model = FingerprintSet if builder.fingerprint_sets(connection) else Fingerprint
-            table = model._meta.db_table
+            table = Fingerprint._meta.db_table
             builder.fingerprint_window(connection, target, table, self.run_id, window)
         return spec
 
@@ -109,17 +108,17 @@ class Proof:
         connection = connections[target.alias]
         if outcome.last is None or not whole or not builder.seals(connection, target):
             return
-        rows, value = builder.seal(connection, target, window.lo, outcome.last)
-        if rows != outcome.seen:
-            return
-        Seal.objects.using(target.alias).create(
-            run_id=self.writer_run, lo=window.lo, hi=outcome.last, seal=value
-        )
+        table = Seal._meta.db_table
+        keys = (window.lo, outcome.last)
+        builder.seal(connection, target, table, self.writer_run, keys, outcome.seen)
 
-    def in_statements(self, builder: Builder) -> Fingerprinting | None:
-        """What ``builder``'s batch statements write themselves (the window's fingerprints,
-        their writers), or None where it writes neither (``fingerprint_window`` instead)."""
-        if not builder.fingerprints_in_batch:
+    def in_statements(
+        self, builder: Builder, connection: BaseDatabaseWrapper
+    ) -> Fingerprinting | None:
+        """What ``builder``'s batches write themselves (the window's fingerprints, and on
+        PostgreSQL their writers), or None where they write neither (``fingerprint_window``
+        instead)."""
+        if not builder.fingerprints_in_batch(connection):
             return None
         sets, writers = FingerprintSet._meta.db_table, Writer._meta.db_table
         return Fingerprinting(sets, self.run_id, writers, self.writer_run)

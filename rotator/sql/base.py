@@ -308,17 +308,16 @@ class Builder:
 
     # The proof: keyed fingerprints written by each batch (see models.Fingerprint).
 
-    #: True where ``rotate`` writes the window's fingerprints in the batch statement
-    #: itself (``fingerprints=``), as one FingerprintSet row, and the checks read them
-    #: through ``PROOF_ROWS``; elsewhere ``fingerprint_window`` runs before it and
-    #: writes one Fingerprint row per row.
-    fingerprints_in_batch = False
+    def fingerprints_in_batch(self, connection: BaseDatabaseWrapper) -> bool:
+        """Whether ``rotate`` fingerprints the window itself (``fingerprints=``), from the
+        old values its window read, as one FingerprintSet row; elsewhere
+        ``fingerprint_window`` runs before it and writes one Fingerprint row per row."""
+        return False
 
     def fingerprint_sets(self, connection: BaseDatabaseWrapper) -> bool:
         """Whether a batch keeps its window's fingerprints in one FingerprintSet row, read
-        back through ``PROOF_ROWS`` (in the batch statement, or by ``fingerprint_window``),
-        rather than one Fingerprint row each."""
-        return self.fingerprints_in_batch
+        back through ``PROOF_ROWS``, rather than one Fingerprint row each."""
+        return self.fingerprints_in_batch(connection)
 
     def proof_set_views(
         self, connection: BaseDatabaseWrapper, fingerprints: str, sets: str
@@ -441,11 +440,18 @@ class Builder:
         return False
 
     def seal(
-        self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str
-    ) -> tuple[int, str]:
-        """In a batch's transaction, after its UPDATE: the rows of the keys ``(lo, hi]``
-        (as text; ``lo`` None: no lower bound) and their seal, keyed with the run's key
-        (``load_proof_key``)."""
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        seals: str,
+        run_id: int,
+        keys: tuple[str | None, str],
+        rows: int,
+    ) -> None:
+        """In a batch's transaction, after its UPDATE: seal the keys ``(lo, hi]`` (as text;
+        ``lo`` None: no lower bound) with the run's key (``load_proof_key``), as a row of
+        ``seals`` (models.Seal's table) for ``run_id``, in one statement; nothing when the
+        range no longer holds exactly ``rows`` rows (one inserted meanwhile)."""
         raise AssertionError("unreachable: seals() is False here")
 
     def seals_now(

@@ -642,7 +642,9 @@ class PostgreSQLBuilder(RevokePostgreSQL, Builder):
 
     # The proof: the key by a one-row binary COPY, dropped at commit (nothing left behind).
 
-    fingerprints_in_batch = True
+    def fingerprints_in_batch(self, connection: BaseDatabaseWrapper) -> bool:
+        # In the batch statement itself (pgbatch.statement's ``fingerprint``).
+        return True
 
     def load_proof_key(
         self, connection: BaseDatabaseWrapper, target: Target, key: str, batches: bool = False

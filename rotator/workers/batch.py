@@ -94,7 +94,9 @@ def tokens_for(job: Job, n: int) -> Tokens | None:
 
 def _writers(job: Job) -> Fingerprinting | None:
     """Where a keys statement records its writers (the builders that record them)."""
-    return job.proof.in_statements(job.builder) if job.proof is not None else None
+    if job.proof is None:
+        return None
+    return job.proof.in_statements(job.builder, connections[job.target.alias])
 
 
 def _check_run(job: Job) -> None:

@@ -152,7 +152,35 @@ class MySQLBuilder(RevokeMySQL, Builder):
                 lambda last: [*lower, self.key_param(target, last), window.limit],
             ),
         )
-        return batch.run_batch(connection, target, (sql, params), values, fill_nulls, lock)
+        write = None if fingerprints is None else self._set_writer(connection, target, fingerprints)
+        return batch.run_batch(
+            connection, target, (sql, params), values, fill_nulls, lock, fingerprint=write
+        )
+
+    def _set_writer(
+        self, connection: BaseDatabaseWrapper, target: Target, fingerprints: Fingerprinting
+    ) -> Callable[[Any], None]:
+        """The batch's window table as one FingerprintSet row (MariaDB)."""
+        build, insert = proof.set_sql(
+            connection.ops.quote_name(fingerprints.table),
+            BatchNames.of(connection, target).window,
+            _integer_key(target),
+            batch.native_uuid(connection, target),
+        )
+        raw = connection.connection
+
+        def write(cur: Any) -> None:
+            cur.execute(build)
+            proof.refuse_cut(cur, raw)
+            try:
+                cur.execute(insert, [fingerprints.run_id])
+            except MySQLdb.MySQLError as exc:  # strict: an error (1048 for the NULL)
+                if proof.is_cut(exc):
+                    raise proof.incomplete() from None
+                raise
+            proof.refuse_cut(cur, raw)
+
+        return write
 
     def rotate_keys(
         self,
@@ -339,37 +367,15 @@ class MySQLBuilder(RevokeMySQL, Builder):
         # MariaDB: the Sequence engine cuts the digests out of a set (proof.py).
         return bool(mysql(connection).mysql_is_mariadb)
 
+    def fingerprints_in_batch(self, connection: BaseDatabaseWrapper) -> bool:
+        # MariaDB's sets, from the batch's own window table (rotate); MySQL's Fingerprint
+        # rows by fingerprint_window.
+        return self.fingerprint_sets(connection)
+
     def proof_set_views(
         self, connection: BaseDatabaseWrapper, fingerprints: str, sets: str
     ) -> list[tuple[str, str]]:
         return proof.views(fingerprints, sets) if self.fingerprint_sets(connection) else []
-
-    def fingerprint_window(
-        self,
-        connection: BaseDatabaseWrapper,
-        target: Target,
-        fingerprints: str,
-        run_id: int,
-        window: Window,
-    ) -> None:
-        if not self.fingerprint_sets(connection):
-            super().fingerprint_window(connection, target, fingerprints, run_id, window)
-            return
-        n = Names.of(connection, target)
-        where, params = self.window_where(connection, target, window)
-        integer = _integer_key(target)
-        sql = proof.set_sql(
-            connection.ops.quote_name(fingerprints), n.pk, n.col, n.table, where, integer
-        )
-        raw = connection.connection
-        with connection.wrap_database_errors, contextlib.closing(raw.cursor()) as cur:
-            try:
-                cur.execute(sql, [run_id, *params, window.limit])
-            except MySQLdb.MySQLError as exc:  # strict: an error (1260, or 1048 for the NULL)
-                if proof.is_cut(exc):
-                    raise proof.incomplete() from None
-                raise
-            proof.refuse_cut(cur, raw)
 
     # Seals (proof.py): InnoDB has no xmin to tell which rows a batch left as they are.
 
@@ -378,14 +384,26 @@ class MySQLBuilder(RevokeMySQL, Builder):
         return self.fingerprint_sets(connection) and _integer_key(target)
 
     def seal(
-        self, connection: BaseDatabaseWrapper, target: Target, lo: str | None, hi: str
-    ) -> tuple[int, str]:
-        n = Names.of(connection, target)
-        bounds = [self.key_param(target, k) for k in (lo, hi) if k is not None]
+        self,
+        connection: BaseDatabaseWrapper,
+        target: Target,
+        seals: str,
+        run_id: int,
+        keys: tuple[str | None, str],
+        rows: int,
+    ) -> None:
+        n, qn = Names.of(connection, target), connection.ops.quote_name
+        lo, hi = keys
+        bounds = [self.key_param(target, k) for k in keys if k is not None]
         with connection.cursor() as cursor:
             cursor.execute(proof.seal_sql(n.pk, n.col, n.table, lo is not None), bounds)
-            rows, seal = cursor.fetchone()
-        return int(rows), _text(seal)
+            seen, seal = cursor.fetchone()
+            if int(seen) != rows:
+                return
+            cursor.execute(
+                f"INSERT INTO {qn(seals)} (run_id, lo, hi, seal) VALUES (%s, %s, %s, %s)",
+                [run_id, lo, hi, _text(seal)],
+            )
 
     def seals_now(
         self, connection: BaseDatabaseWrapper, target: Target, ranges: list[tuple[str | None, str]]
@@ -450,7 +468,7 @@ class MySQLBuilder(RevokeMySQL, Builder):
     def proof_digest(self, connection: BaseDatabaseWrapper, target: Target, alias: str) -> str:
         col = Names.of(connection, target).col
         if self.fingerprint_sets(connection):
-            return proof.keyed_hex(f"{alias}{col}")
+            return proof.keyed_hex(f"{alias}{col}", batch.native_uuid(connection, target))
         # The key as a scalar subquery, evaluated once (no join the optimizer could misjudge).
         hexed = f"SHA2(CONCAT((SELECT k FROM {PROOF_TABLE}), CAST({alias}{col} AS CHAR)), 256)"
         return f"CAST(CONV(LEFT({hexed}, {PROOF_HEX}), 16, 10) AS UNSIGNED)"

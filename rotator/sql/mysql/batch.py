@@ -59,12 +59,16 @@ def has_random_bytes(connection: BaseDatabaseWrapper) -> bool:
     return not server.mysql_is_mariadb or server.mysql_version >= (10, 10)
 
 
+def native_uuid(connection: BaseDatabaseWrapper, target: Target) -> bool:
+    """Whether the column is MariaDB's own uuid type: Django's UUIDField on MariaDB 10.7+
+    (char(32) lowercase hex elsewhere)."""
+    return (target.field.db_type(connection) or "").lower() == "uuid"
+
+
 def random_uuid4_sql(connection: BaseDatabaseWrapper, target: Target) -> str:
     """A new uuid4 per row from the server's CSPRNG, in the column's own format."""
-    # Django stores UUIDField as native uuid on MariaDB 10.7+ (it takes 32 hex
-    # digits), as char(32) lowercase hex elsewhere.
-    native = (target.field.db_type(connection) or "").lower() == "uuid"
-    return _UUID4_HEX if native else f"LOWER({_UUID4_HEX})"
+    # The native type takes 32 hex digits too.
+    return _UUID4_HEX if native_uuid(connection, target) else f"LOWER({_UUID4_HEX})"
 
 
 def server_makes_values(
@@ -282,10 +286,12 @@ def run_batch(
     values: Callable[[], list[Any]] | None,
     fill_nulls: bool,
     lock: Lock | None = None,
+    fingerprint: Callable[[Any], None] | None = None,
 ) -> Outcome:
     """Copy ``window`` (SQL, parameters), lock its rows (``lock``; None: keys this
     transaction holds already), pair it with ``values`` (None: the server made them),
-    then update the rows that still hold what the window saw."""
+    then update the rows that still hold what the window saw; ``fingerprint``: called
+    with the cursor once the window table holds the rows to rotate, before the UPDATE."""
     n = BatchNames.of(connection, target)
     with (
         connection.wrap_database_errors,
@@ -301,6 +307,8 @@ def run_batch(
                 seen, last, nulls = _summary(cur, n)
         if not seen:
             return Outcome(held=held)
+        if fingerprint is not None:
+            fingerprint(cur)
         if values is not None:
             load_values(cur, target, n.values, values())
             # target.unique, not field.unique: unique_together and UniqueConstraint too.
