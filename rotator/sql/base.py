@@ -450,8 +450,8 @@ class Builder:
     ) -> None:
         """In a batch's transaction, after its UPDATE: seal the keys ``(lo, hi]`` (as text;
         ``lo`` None: no lower bound) with the run's key (``load_proof_key``), as a row of
-        ``seals`` (models.Seal's table) for ``run_id``, in one statement; nothing when the
-        range no longer holds exactly ``rows`` rows (one inserted meanwhile)."""
+        ``seals`` (models.Seal's table) for ``run_id``; nothing when the range holds other
+        than the ``rows`` rows its batch saw (one inserted meanwhile)."""
         raise AssertionError("unreachable: seals() is False here")
 
     def seals_now(
