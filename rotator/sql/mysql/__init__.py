@@ -363,14 +363,10 @@ class MySQLBuilder(RevokeMySQL, Builder):
                 f"max_heap_table_size = GREATEST(@@max_heap_table_size, {HEAP_BYTES})"
             )
 
-    def fingerprint_sets(self, connection: BaseDatabaseWrapper) -> bool:
-        # MariaDB: the Sequence engine cuts the digests out of a set (proof.py).
-        return bool(mysql(connection).mysql_is_mariadb)
-
     def fingerprints_in_batch(self, connection: BaseDatabaseWrapper) -> bool:
-        # MariaDB's sets, from the batch's own window table (rotate); MySQL's Fingerprint
-        # rows by fingerprint_window.
-        return self.fingerprint_sets(connection)
+        # MariaDB: a set from the batch's own window table (rotate), whose digests the
+        # Sequence engine cuts out (proof.py); MySQL: Fingerprint rows by fingerprint_window.
+        return bool(mysql(connection).mysql_is_mariadb)
 
     def proof_set_views(
         self, connection: BaseDatabaseWrapper, fingerprints: str, sets: str
