@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -91,6 +92,33 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ, DATABASE_URL=url, PYTHONUNBUFFERED="1")
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
+
+
+# Other sessions of the test database inside a transaction. The test process's own
+# spare pool connections are idle, outside any.
+OPEN_TRANSACTIONS = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()",
+    "mysql": "SELECT count(*) FROM information_schema.processlist "
+    "WHERE db = DATABASE() AND id <> CONNECTION_ID() AND (command <> 'Sleep' "
+    "OR id IN (SELECT trx_mysql_thread_id FROM information_schema.innodb_trx))",
+}
+
+
+def wait_for_other_transactions_to_end(seconds: float = 45) -> None:
+    """Wait until no other session of the test database is inside a transaction. A child
+    killed with -9 is gone at once, but its server session may still run a COMMIT the
+    child sent before it died: read the counter and the checkpoints together only once
+    nothing can commit any more."""
+    query = OPEN_TRANSACTIONS.get(connection.vendor)
+    deadline = time.monotonic() + seconds
+    while query:
+        with connection.cursor() as cursor:
+            cursor.execute(query)
+            if not cursor.fetchone()[0]:
+                return
+        assert time.monotonic() < deadline, f"a transaction still open after {seconds} s"
+        time.sleep(0.01)
 
 
 def manage(*args: str) -> list[str]:

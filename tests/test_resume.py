@@ -21,7 +21,14 @@ from django.db.models import Sum
 
 from rotator.models import Run, Shard
 from tests import counting
-from tests.conftest import ROOT, fill, manage, rows, subprocess_env
+from tests.conftest import (
+    ROOT,
+    fill,
+    manage,
+    rows,
+    subprocess_env,
+    wait_for_other_transactions_to_end,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -153,6 +160,7 @@ def test_kill_9_at_three_points_then_resume(tickets, spawn):
         wait_for_rows(child, max(int(ROWS * fraction), previous + 1))
         child.kill(signal.SIGKILL)
         assert child.wait() == -signal.SIGKILL  # reaped: its pid is gone, its leases orphaned
+        wait_for_other_transactions_to_end()
 
         tally = counting.tally()
         assert tally.exact, tally

@@ -27,7 +27,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
 from rotator.models import RevocationKey, Run, Shard
-from tests.conftest import ROOT, manage, subprocess_env
+from tests.conftest import ROOT, manage, subprocess_env, wait_for_other_transactions_to_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -82,6 +82,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
+    wait_for_other_transactions_to_end()
     at_kill = revoked()
     assert 3_000 <= at_kill < LEAKED
     # The checkpoints are exact: what they say was revoked is what is gone.
