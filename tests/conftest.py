@@ -111,8 +111,10 @@ def wait_for_other_transactions_to_end(seconds: float = 45) -> None:
     child sent before it died: read the counter and the checkpoints together only once
     nothing can commit any more."""
     query = OPEN_TRANSACTIONS.get(connection.vendor)
+    if query is None:  # SQLite: no server, a dead process's commit is over with it
+        return
     deadline = time.monotonic() + seconds
-    while query:
+    while True:
         with connection.cursor() as cursor:
             cursor.execute(query)
             if not cursor.fetchone()[0]:
